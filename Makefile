@@ -1,0 +1,45 @@
+# Two commands: `make run` (the whole stack) and `make test` (the whole suite).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(CURDIR)/$(VENV)/bin
+PY := $(BIN)/python
+export PATH := $(BIN):$(PATH)
+PYTEST_ARGS ?=
+
+.PHONY: install run test lint format bench clean
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed
+
+## Start web, worker, beat, the payment sandbox and an SMTP sink (embedded Postgres/Redis unless
+## DATABASE_URL/REDIS_URL are set). API on http://127.0.0.1:5000, Swagger UI on /docs.
+run: install
+	$(PY) -m app.devtools.services -- sh -c '\
+	  flask --app app db upgrade && \
+	  flask --app app seed-demo && \
+	  exec honcho start -f Procfile.dev'
+
+## The whole suite against real Postgres and Redis (TEST_DATABASE_URL/TEST_REDIS_URL, else embedded).
+test: install
+	$(PY) -m app.devtools.services --tests -- pytest $(PYTEST_ARGS)
+
+lint: install
+	ruff check .
+	ruff format --check .
+	mypy
+	lint-imports
+
+format: install
+	ruff format .
+	ruff check --fix .
+
+bench: install
+	$(PY) -m app.devtools.services -- $(PY) -m bench.run
+
+clean:
+	rm -rf instance/test-postgres instance/test-redis .pytest_cache .mypy_cache .ruff_cache

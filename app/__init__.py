@@ -1,0 +1,71 @@
+"""Order-management backend: ``create_app()`` wires config → extensions → blueprints → errors → Celery."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+
+from app.config import Settings
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+
+
+def create_app(config: Mapping[str, Any] | None = None) -> Flask:
+    """Build the application; ``config`` overrides settings (as the environment would) and Flask keys."""
+    from app.adapters.queue import celery_init_app
+    from app.api.errors import register_error_handlers
+    from app.api.openapi import OmsApi, ProblemResponsesPlugin
+    from app.api.routes import register_blueprints
+    from app.api.security import check_policies, init_security
+    from app.cli import register_cli
+    from app.extensions import api, db, jwt, limiter, migrate
+    from app.log import configure_logging
+    from app.observability import init_observability
+
+    overrides = dict(config or {})
+    settings = Settings.from_env(overrides=overrides)
+    app = Flask(__name__)
+    app.config.from_mapping(settings.as_flask_config())
+    app.config.update(overrides)
+    app.config["SETTINGS"] = settings
+    configure_logging(app.config["LOG_LEVEL"])
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(MIGRATIONS_DIR), compare_type=True)
+    assert isinstance(api, OmsApi)
+    api.init_app(
+        app,
+        spec_kwargs={
+            "extra_plugins": [ProblemResponsesPlugin()],
+            "info": {"description": _API_DESCRIPTION},
+            "components": {
+                "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}}
+            },
+        },
+    )
+    jwt.init_app(app)
+    limiter.init_app(app)
+
+    init_observability(app)
+    init_security(app)
+    register_blueprints(api)
+    register_error_handlers(app)
+    celery_init_app(app)
+    register_cli(app)
+    check_policies(app)
+    return app
+
+
+_API_DESCRIPTION = """\
+REST backend for shops: carts, orders that never oversell, payments charged exactly once by
+background workers, notifications with retries and stock reconciliation.
+
+Conventions: JSON in camelCase; ids are opaque strings; money is a JSON number with two decimals
+and responses carry `currency`; every error is an RFC 9457 `application/problem+json` body with
+`type`, `title`, `status`, `detail` (and `errors` for validation). Lists are paginated with `page`
+and `pageSize` (1–100). Authenticate with `Authorization: Bearer <accessToken>` from
+`POST /auth/token`. Every response carries `X-Request-ID`.
+"""

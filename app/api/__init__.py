@@ -1,0 +1,1 @@
+"""The HTTP edge: blueprints, schemas, security and the problem+json error mapping."""

@@ -1,0 +1,86 @@
+"""OpenAPI: the Api subclass whose documented errors are problem+json, and shared schemas."""
+
+from __future__ import annotations
+
+import http
+from typing import Any
+
+import marshmallow as ma
+from apispec import BasePlugin
+from flask_smorest import Api
+from flask_smorest.utils import prepare_response
+
+PROBLEM_JSON = "application/problem+json"
+
+
+class ProblemSchema(ma.Schema):
+    """RFC 9457 problem details."""
+
+    class Meta:
+        unknown = ma.INCLUDE
+
+    type = ma.fields.String(required=True, metadata={"example": "urn:oms:problem:not-found"})
+    title = ma.fields.String(required=True)
+    status = ma.fields.Integer(required=True)
+    detail = ma.fields.String(required=True)
+    requestId = ma.fields.String()
+    errors = ma.fields.Raw(
+        metadata={
+            "description": "Validation: field name → messages (nested fields nested). "
+            "Insufficient stock: a list of {productId, requested, available}."
+        }
+    )
+    currentVersion = ma.fields.Integer(metadata={"description": "On version conflicts"})
+
+
+# Responses every operation can produce, whatever it does.
+COMMON_ERRORS = {
+    "405": "METHOD_NOT_ALLOWED",
+    "429": "TOO_MANY_REQUESTS",
+    "500": "INTERNAL_SERVER_ERROR",
+    "503": "SERVICE_UNAVAILABLE",
+}
+# Responses of operations that read a body or parameters.
+INPUT_ERRORS = {"400": "BAD_REQUEST", "413": "REQUEST_ENTITY_TOO_LARGE", "422": "UNPROCESSABLE_ENTITY"}
+
+
+def response_ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/responses/{name}"}
+
+
+class ProblemResponsesPlugin(BasePlugin):
+    """Adds the errors any operation may answer, so the document lists every real response."""
+
+    def operation_helper(self, path: str | None = None, operations: dict[str, Any] | None = None,
+                         **kwargs: Any) -> None:
+        for operation in (operations or {}).values():
+            responses = operation.setdefault("responses", {})
+            responses.pop("default", None)
+            wanted = dict(COMMON_ERRORS)
+            if operation.get("requestBody") or operation.get("parameters") or (path and "{" in path):
+                wanted.update(INPUT_ERRORS)
+            if path and "{" in path:
+                wanted["404"] = "NOT_FOUND"
+            for status, name in wanted.items():
+                responses.setdefault(status, response_ref(name))
+
+
+class OmsApi(Api):
+    """flask-smorest's Api with problem+json error documentation."""
+
+    ERROR_SCHEMA = ProblemSchema
+    DEFAULT_ERROR_RESPONSE_NAME = None  # type: ignore[assignment]
+
+    def _register_responses(self) -> None:  # type: ignore[no-untyped-def]
+        for status in http.HTTPStatus:
+            if status < 400:
+                continue
+            response: dict[str, Any] = {"description": status.phrase, "schema": self.ERROR_SCHEMA}
+            prepare_response(response, self.spec, PROBLEM_JSON)
+            if status == 429:
+                response["headers"] = {"Retry-After": {"schema": {"type": "integer"}}}
+            if status == 503:
+                response["headers"] = {"Retry-After": {"schema": {"type": "integer"}}}
+            if status == 405:
+                response["headers"] = {"Allow": {"schema": {"type": "string"}}}
+            self.spec.components.response(status.name, response)

@@ -1,0 +1,1 @@
+"""Development helpers: embedded Postgres and Redis for `make run` and `make test`."""

@@ -1,0 +1,1 @@
+"""The domain: entities, their rules and the events they record. Imports nothing of ours."""

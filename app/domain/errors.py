@@ -1,0 +1,103 @@
+"""Domain errors: exceptions with a meaning. ``app/api/errors.py`` maps them to HTTP."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class DomainError(Exception):
+    """Base class. ``extra`` members are added to the problem body."""
+
+    title = "Domain error"
+    slug = "domain-error"
+
+    def __init__(self, detail: str | None = None, **extra: Any) -> None:
+        super().__init__(detail or self.title)
+        self.detail = detail or self.title
+        self.extra = extra
+
+
+class NotFound(DomainError):
+    """The resource does not exist, or belongs to someone else (never reveal which)."""
+
+    title = "Not Found"
+    slug = "not-found"
+
+
+class Unauthorized(DomainError):
+    title = "Unauthorized"
+    slug = "unauthorized"
+
+
+class Forbidden(DomainError):
+    title = "Forbidden"
+    slug = "forbidden"
+
+
+class Conflict(DomainError):
+    title = "Conflict"
+    slug = "conflict"
+
+
+class DuplicateEmail(Conflict):
+    title = "Email already registered"
+    slug = "duplicate-email"
+
+
+class InsufficientStock(Conflict):
+    """``errors`` lists ``{productId, requested, available}`` for every short line."""
+
+    title = "Insufficient stock"
+    slug = "insufficient-stock"
+
+    def __init__(self, lines: list[dict[str, Any]], detail: str | None = None) -> None:
+        super().__init__(detail or "Not enough stock for one or more lines", errors=lines)
+
+
+class InvalidTransition(Conflict):
+    title = "Invalid status transition"
+    slug = "invalid-transition"
+
+
+class VersionConflict(Conflict):
+    title = "Version conflict"
+    slug = "version-conflict"
+
+    def __init__(self, current_version: int, detail: str | None = None) -> None:
+        super().__init__(
+            detail or f"The resource is at version {current_version}", currentVersion=current_version
+        )
+
+
+class IdempotencyInFlight(Conflict):
+    title = "Request in progress"
+    slug = "idempotency-in-flight"
+
+
+class PreconditionFailed(DomainError):
+    title = "Precondition Failed"
+    slug = "precondition-failed"
+
+
+class ValidationFailed(DomainError):
+    """Input that is well-formed but not acceptable; ``errors`` maps fields to messages."""
+
+    title = "Unprocessable Content"
+    slug = "validation-failed"
+
+    def __init__(self, detail: str, errors: dict[str, Any] | None = None) -> None:
+        super().__init__(detail, errors=errors or {})
+
+
+class ServiceUnavailable(DomainError):
+    title = "Service Unavailable"
+    slug = "service-unavailable"
+
+    def __init__(self, detail: str | None = None, retry_after: int = 5, **extra: Any) -> None:
+        super().__init__(detail, **extra)
+        self.retry_after = retry_after
+
+
+class FeatureDisabled(ServiceUnavailable):
+    title = "Feature disabled"
+    slug = "feature-disabled"

@@ -1,0 +1,109 @@
+"""Request ids, access logs and Prometheus metrics for every request."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from flask import Flask, Response, g, request
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import multiprocess as prom_multiprocess
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from app.log import bind_request_id, clean_request_id, get_logger
+
+log = get_logger("oms.access")
+
+REQUESTS = Counter(
+    "oms_http_requests_total", "HTTP requests by route, method and status", ["route", "method", "status"]
+)
+LATENCY = Histogram(
+    "oms_http_request_duration_seconds",
+    "HTTP request latency by route and method",
+    ["route", "method"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
+ORDERS_PLACED = Counter("oms_orders_placed_total", "Orders placed")
+DRAINING = Gauge("oms_web_draining", "1 while this web process is shutting down", multiprocess_mode="max")
+
+
+class DatabaseStatsCollector(Collector):
+    """Gauges read from Postgres at scrape time, so every process reports the same truth."""
+
+    def __init__(self, app: Flask) -> None:
+        self.app = app
+
+    def collect(self) -> Any:
+        from app.repositories.stats import StatsRepository
+        from app.extensions import db
+
+        try:
+            with self.app.app_context():
+                stats = StatsRepository(db.session).snapshot()
+                db.session.rollback()
+        except Exception:  # the database is down: /metrics still answers
+            return
+        payments = GaugeMetricFamily("oms_payments", "Payments by status", labels=["status"])
+        for status, count in stats["payments"].items():
+            payments.add_metric([status], count)
+        yield payments
+        notes = GaugeMetricFamily("oms_notifications", "Notifications by status", labels=["status"])
+        for status, count in stats["notifications"].items():
+            notes.add_metric([status], count)
+        yield notes
+        yield GaugeMetricFamily("oms_outbox_pending", "Outbox messages not processed yet",
+                                value=stats["outbox_pending"])
+        yield GaugeMetricFamily("oms_outbox_lag_seconds", "Age of the oldest unprocessed outbox message",
+                                value=stats["outbox_lag_seconds"])
+
+
+def metrics_response(app: Flask) -> Response:
+    registry: CollectorRegistry = REGISTRY
+    if app.config.get("PROMETHEUS_MULTIPROC_DIR"):
+        # gunicorn workers write their samples to files; any one of them serves the sum.
+        registry = CollectorRegistry()
+        prom_multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    body = generate_latest(registry)
+    db_body = generate_latest(_db_registry(app))
+    return Response(body + db_body, content_type=CONTENT_TYPE_LATEST)
+
+
+def _db_registry(app: Flask) -> CollectorRegistry:
+    registry = app.extensions.get("oms_db_registry")
+    if registry is None:
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(DatabaseStatsCollector(app))
+        app.extensions["oms_db_registry"] = registry
+    return registry  # type: ignore[no-any-return]
+
+
+def init_observability(app: Flask) -> None:
+    @app.before_request
+    def _start() -> None:
+        g.request_id = clean_request_id(request.headers.get("X-Request-ID"))
+        g.started = time.perf_counter()
+        bind_request_id(g.request_id)
+
+    @app.after_request
+    def _finish(response: Response) -> Response:
+        request_id = g.get("request_id") or clean_request_id(None)
+        response.headers["X-Request-ID"] = request_id
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        response.headers.setdefault("Referrer-Policy", "no-referrer")
+        response.headers.setdefault("Cache-Control", "no-store")
+        route = request.url_rule.rule if request.url_rule is not None else "<unmatched>"
+        elapsed = time.perf_counter() - g.get("started", time.perf_counter())
+        REQUESTS.labels(route, request.method, str(response.status_code)).inc()
+        LATENCY.labels(route, request.method).observe(elapsed)
+        if route not in ("/metrics", "/healthz"):
+            log.info(
+                "request",
+                method=request.method,
+                path=request.path,
+                route=route,
+                status=response.status_code,
+                duration_ms=round(elapsed * 1000, 2),
+            )
+        return response

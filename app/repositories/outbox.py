@@ -1,0 +1,75 @@
+"""Queries over the transactional outbox."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import func, select, text, update
+from sqlalchemy.orm import Session
+
+from app.domain.base import utcnow
+from app.domain.outbox import OutboxMessage
+
+
+class OutboxRepository:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def add(self, event_type: str, payload: dict[str, Any], request_id: str | None) -> OutboxMessage:
+        message = OutboxMessage(event_type=event_type, payload=payload, request_id=request_id)
+        self.session.add(message)
+        return message
+
+    def lock_relayable(
+        self, ids: Sequence[int] | None, limit: int, stale_seconds: float
+    ) -> list[OutboxMessage]:
+        """Lock a batch to relay, skipping rows another relay holds (``FOR UPDATE SKIP LOCKED``).
+
+        Relayable: never published, or published long ago and still not processed (the broker
+        lost the message, e.g. Redis restarted without persistence).
+        """
+        stmt = select(OutboxMessage).where(OutboxMessage.processed_at.is_(None))
+        if ids is not None:
+            stmt = stmt.where(OutboxMessage.id.in_(list(ids)), OutboxMessage.published_at.is_(None))
+        else:
+            stmt = stmt.where(
+                (OutboxMessage.published_at.is_(None))
+                | (OutboxMessage.published_at < func.now() - text(f"interval '{int(stale_seconds)} seconds'"))
+            )
+        stmt = stmt.order_by(OutboxMessage.id).limit(limit).with_for_update(skip_locked=True)
+        return list(self.session.scalars(stmt))
+
+    def mark_published(self, ids: Sequence[int]) -> None:
+        if ids:
+            self.session.execute(
+                update(OutboxMessage)
+                .where(OutboxMessage.id.in_(list(ids)))
+                .values(published_at=utcnow(), publish_attempts=OutboxMessage.publish_attempts + 1,
+                        last_error=None)
+            )
+
+    def mark_publish_failed(self, message_id: int, error: str) -> None:
+        self.session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.id == message_id)
+            .values(publish_attempts=OutboxMessage.publish_attempts + 1, last_error=error[:500])
+        )
+
+    def get(self, message_id: int) -> OutboxMessage | None:
+        return self.session.get(OutboxMessage, message_id)
+
+    def mark_processed(self, message_id: int) -> None:
+        self.session.execute(
+            update(OutboxMessage).where(OutboxMessage.id == message_id).values(processed_at=utcnow())
+        )
+
+    def lag(self) -> tuple[int, float]:
+        """(unprocessed count, age in seconds of the oldest unprocessed message)."""
+        row = self.session.execute(
+            select(
+                func.count(),
+                func.coalesce(func.extract("epoch", func.now() - func.min(OutboxMessage.created_at)), 0),
+            ).where(OutboxMessage.processed_at.is_(None))
+        ).one()
+        return int(row[0]), float(row[1])

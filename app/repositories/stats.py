@@ -1,0 +1,34 @@
+"""Aggregate counts for metrics."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from app.domain.notifications import Notification
+from app.domain.payments import Payment
+from app.repositories.outbox import OutboxRepository
+
+
+class StatsRepository:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def snapshot(self) -> dict[str, Any]:
+        payments = dict(
+            self.session.execute(select(Payment.status, func.count()).group_by(Payment.status)).all()
+        )
+        notifications = dict(
+            self.session.execute(
+                select(Notification.status, func.count()).group_by(Notification.status)
+            ).all()
+        )
+        pending, lag = OutboxRepository(self.session).lag()
+        return {
+            "payments": payments,
+            "notifications": notifications,
+            "outbox_pending": pending,
+            "outbox_lag_seconds": lag,
+        }

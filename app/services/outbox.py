@@ -1,0 +1,58 @@
+"""Relaying outbox messages to the queue, and running their handlers in the worker."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy.orm import Session
+
+from app.adapters.queue import DISPATCH_EVENT, BrokerUnavailable, send_task
+from app.domain.events import Event
+from app.log import get_logger
+from app.repositories.outbox import OutboxRepository
+
+log = get_logger(__name__)
+
+RELAY_BATCH = 200
+# A published message still unprocessed after this long is published again (lost by the broker).
+STALE_AFTER_SECONDS = 120
+
+
+def relay_outbox(session: Session, ids: Sequence[int] | None = None, limit: int = RELAY_BATCH) -> int:
+    """Publish relayable messages, in id order, in one short transaction; returns how many."""
+    repo = OutboxRepository(session)
+    published: list[int] = []
+    try:
+        for message in repo.lock_relayable(ids, limit, STALE_AFTER_SECONDS):
+            try:
+                send_task(DISPATCH_EVENT, [message.id], request_id=message.request_id)
+            except BrokerUnavailable as exc:
+                repo.mark_publish_failed(message.id, str(exc))
+                break  # the broker is down: the rest would fail too, and slowly
+            published.append(message.id)
+        repo.mark_published(published)
+        session.commit()
+    except Exception:
+        session.rollback()
+        raise
+    return len(published)
+
+
+def handle_message(session: Session, message_id: int) -> bool:
+    """Run every handler of one outbox message once; False when there was nothing to do."""
+    from app.services.messagebus import EVENT_HANDLERS, EventContext
+
+    repo = OutboxRepository(session)
+    message = repo.get(message_id)
+    if message is None or message.processed_at is not None:
+        session.rollback()
+        return False
+    event = Event.from_payload(message.event_type, message.payload)
+    context = EventContext(event_id=message.id, request_id=message.request_id)
+    session.rollback()  # handlers run in their own units of work; they are idempotent
+    for handler in EVENT_HANDLERS.get(type(event), []):
+        handler(event, context)
+    repo.mark_processed(message_id)
+    session.commit()
+    log.info("event_handled", event=message.event_type, outbox_id=message_id)
+    return True

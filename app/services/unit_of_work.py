@@ -1,0 +1,86 @@
+"""The unit of work: one transaction that rolls back unless the service commits.
+
+On commit, the domain events recorded by entities (``entity.events``) or by the service
+(``uow.record``) are written to the outbox in the same transaction; after the commit they are
+relayed to the queue at once. If that fails, nothing is lost: the beat relay picks them up.
+"""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from app.domain.events import Event
+from app.log import current_request_id, get_logger
+from app.repositories.outbox import OutboxRepository
+
+log = get_logger(__name__)
+
+
+class UnitOfWork:
+    def __init__(self, session: Session | None = None, *, relay_after_commit: bool = True) -> None:
+        if session is None:
+            from app.extensions import db
+
+            session = db.session  # type: ignore[assignment]
+        self.session: Session = session  # type: ignore[assignment]
+        self.relay_after_commit = relay_after_commit
+        self._events: list[Event] = []
+        self.committed = False
+        self.outbox_ids: list[int] = []
+
+    def __enter__(self) -> UnitOfWork:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if not self.committed:
+            self.session.rollback()
+
+    def record(self, event: Event) -> None:
+        self._events.append(event)
+
+    def _collect_events(self) -> list[Event]:
+        events = list(self._events)
+        self._events.clear()
+        seen: set[int] = set()
+        for obj in [*self.session.new, *self.session.identity_map.values()]:
+            if id(obj) in seen:
+                continue
+            seen.add(id(obj))
+            pending: list[Any] | None = obj.__dict__.get("_domain_events")
+            if pending:
+                events.extend(pending)
+                pending.clear()
+        return events
+
+    def flush(self) -> None:
+        self.session.flush()
+
+    def commit(self) -> None:
+        events = self._collect_events()
+        outbox = OutboxRepository(self.session)
+        request_id = current_request_id()
+        messages = [outbox.add(e.name, e.to_payload(), request_id) for e in events]
+        if messages:
+            self.session.flush()
+        self.outbox_ids = [m.id for m in messages]
+        self.session.commit()
+        self.committed = True
+        if self.outbox_ids and self.relay_after_commit:
+            from app.services.outbox import relay_outbox
+
+            try:
+                relay_outbox(self.session, ids=self.outbox_ids)
+            except Exception as exc:  # the beat relay will deliver; never fail a committed request
+                self.session.rollback()
+                log.warning("relay_after_commit_failed", error=f"{type(exc).__name__}: {exc}")
+
+    def rollback(self) -> None:
+        self.session.rollback()
