@@ -50,7 +50,7 @@ def worker_index(worker_id: str) -> int:
 @pytest.fixture(scope="session")
 def database_url(worker_id: str) -> str:
     base = _require("TEST_DATABASE_URL")
-    return create_database(base, f"oms_test_{worker_id}")
+    return create_database(base, f"{make_url(base).database or 'oms'}_{worker_id}")
 
 
 @pytest.fixture(scope="session")

@@ -91,7 +91,7 @@ def celery_config(config: dict[str, Any]) -> dict[str, Any]:
         "broker_transport_options": {
             "visibility_timeout": VISIBILITY_TIMEOUT_SECONDS,
             "socket_connect_timeout": 1,
-            "socket_timeout": 5,
+            "socket_timeout": 1,
             "socket_keepalive": True,
             "health_check_interval": 10,
             "max_retries": 0,

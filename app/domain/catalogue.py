@@ -58,3 +58,44 @@ class StockMovement(Base):
     order_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
     actor_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class StockWouldGoNegative(ValueError):
+    """A stock change would take the stock below zero."""
+
+    def __init__(self, product_id: uuid.UUID, requested: int, available: int) -> None:
+        super().__init__(f"product {product_id}: requested {requested}, available {available}")
+        self.product_id = product_id
+        self.requested = requested
+        self.available = available
+
+
+def change_stock(
+    product: Product,
+    delta: int,
+    reason: str,
+    *,
+    note: str | None = None,
+    order_id: uuid.UUID | None = None,
+    actor_id: uuid.UUID | None = None,
+) -> StockMovement:
+    """Apply ``delta`` to a product (already locked by the caller) and return its ledger row.
+
+    Every stock change goes through here, so ``stock == sum(movements.delta)`` always holds.
+    """
+    if reason not in MOVEMENT_REASONS:
+        raise ValueError(f"unknown stock movement reason {reason!r}")
+    if product.stock + delta < 0:
+        raise StockWouldGoNegative(product.id, -delta, product.stock)
+    product.stock += delta
+    return StockMovement(
+        id=new_id(),
+        product_id=product.id,
+        delta=delta,
+        reason=reason,
+        note=note,
+        stock_after=product.stock,
+        order_id=order_id,
+        actor_id=actor_id,
+        created_at=utcnow(),
+    )

@@ -1,0 +1,86 @@
+"""Shared schema pieces: money, ids, pagination. Unknown fields are rejected everywhere."""
+
+from __future__ import annotations
+
+import math
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
+
+import marshmallow as ma
+
+
+class StrictSchema(ma.Schema):
+    """Request bodies: an unknown field is a 422, never silently ignored."""
+
+    class Meta:
+        unknown = ma.RAISE
+
+
+class Money(ma.fields.Decimal):
+    """Exact money: a JSON number with at most two decimals, ``Decimal`` in Python."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("places", 2)
+        kwargs.setdefault("rounding", ROUND_HALF_UP)
+        kwargs.setdefault("as_string", False)
+        kwargs.setdefault("allow_nan", False)
+        super().__init__(**kwargs)
+
+    def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> Any:
+        if value is None:
+            return None
+        # JSON number: float of a two-decimal Decimal prints exactly as written (e.g. 19.99).
+        return float(Decimal(value).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP))
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Decimal:
+        if isinstance(value, bool):
+            raise self.make_error("invalid")
+        result = super()._deserialize(value, attr, data, **kwargs)
+        if result is None:
+            raise self.make_error("invalid")
+        if Decimal(str(value)).as_tuple().exponent < -2:  # type: ignore[operator]
+            raise ma.ValidationError("At most two decimals.")
+        return Decimal(result)
+
+
+MAX_MONEY = Decimal("9999999999.99")
+
+
+class PageArgsSchema(ma.Schema):
+    """``page`` from 1, ``pageSize`` 1–100 (default 20)."""
+
+    class Meta:
+        unknown = ma.EXCLUDE
+
+    page = ma.fields.Integer(load_default=1, validate=ma.validate.Range(min=1, max=1_000_000))
+    pageSize = ma.fields.Integer(load_default=20, validate=ma.validate.Range(min=1, max=100))
+
+
+class PageMetaSchema(ma.Schema):
+    page = ma.fields.Integer(required=True)
+    pageSize = ma.fields.Integer(required=True)
+    totalItems = ma.fields.Integer(required=True)
+    totalPages = ma.fields.Integer(required=True)
+
+
+_PAGE_SCHEMAS: dict[str, type[ma.Schema]] = {}
+
+
+def page_of(item_schema: type[ma.Schema]) -> type[ma.Schema]:
+    """A ``{items, page, pageSize, totalItems, totalPages}`` schema for ``item_schema``."""
+    name = item_schema.__name__.removesuffix("Schema") + "PageSchema"
+    if name not in _PAGE_SCHEMAS:
+        _PAGE_SCHEMAS[name] = type(
+            name, (PageMetaSchema,), {"items": ma.fields.List(ma.fields.Nested(item_schema), required=True)}
+        )
+    return _PAGE_SCHEMAS[name]
+
+
+def page_body(items: list[Any], total: int, page: int, page_size: int) -> dict[str, Any]:
+    return {
+        "items": items,
+        "page": page,
+        "pageSize": page_size,
+        "totalItems": total,
+        "totalPages": math.ceil(total / page_size) if total else 0,
+    }

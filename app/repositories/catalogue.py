@@ -1,0 +1,72 @@
+"""Queries over products and the stock ledger."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from app.domain.catalogue import Product, StockMovement
+
+
+class ProductRepository:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def get(self, product_id: uuid.UUID) -> Product | None:
+        return self.session.get(Product, product_id)
+
+    def get_many(self, product_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, Product]:
+        ids = sorted(set(product_ids))
+        if not ids:
+            return {}
+        return {p.id: p for p in self.session.scalars(select(Product).where(Product.id.in_(ids)))}
+
+    def lock(self, product_id: uuid.UUID) -> Product | None:
+        """``SELECT … FOR UPDATE`` one product (the row lock serialises its stock changes)."""
+        stmt = select(Product).where(Product.id == product_id).with_for_update()
+        return self.session.scalars(stmt).first()
+
+    def lock_many(self, product_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, Product]:
+        """Lock products in id order in one statement, so concurrent checkouts never deadlock."""
+        ids = sorted(set(product_ids))
+        if not ids:
+            return {}
+        stmt = select(Product).where(Product.id.in_(ids)).order_by(Product.id).with_for_update()
+        # populate_existing: a row already in the session is refreshed with the locked values.
+        return {p.id: p for p in self.session.scalars(stmt.execution_options(populate_existing=True))}
+
+    def add(self, product: Product) -> None:
+        self.session.add(product)
+
+    def search(self, q: str | None, page: int, page_size: int) -> tuple[list[Product], int]:
+        stmt = select(Product)
+        if q:
+            escaped = q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            stmt = stmt.where(Product.name.ilike(f"%{escaped}%", escape="\\"))
+        total = self.session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
+        rows = self.session.scalars(
+            stmt.order_by(Product.name, Product.id).limit(page_size).offset((page - 1) * page_size)
+        )
+        return list(rows), int(total)
+
+
+class StockLedgerRepository:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def add(self, movement: StockMovement) -> None:
+        self.session.add(movement)
+
+    def add_all(self, movements: Sequence[StockMovement]) -> None:
+        self.session.add_all(list(movements))
+
+    def balance(self, product_id: uuid.UUID) -> int:
+        total = self.session.scalar(
+            select(func.coalesce(func.sum(StockMovement.delta), 0)).where(
+                StockMovement.product_id == product_id
+            )
+        )
+        return int(total or 0)

@@ -1,0 +1,22 @@
+"""Queries over feature toggles."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.domain.operations import Feature
+
+
+class FeatureRepository:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def all(self) -> list[Feature]:
+        return list(self.session.scalars(select(Feature).order_by(Feature.name)))
+
+    def get(self, name: str) -> Feature | None:
+        return self.session.get(Feature, name)
+
+    def enabled_map(self) -> dict[str, bool]:
+        return dict(self.session.execute(select(Feature.name, Feature.enabled)).tuples().all())
