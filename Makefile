@@ -26,7 +26,7 @@ run: install
 
 ## The whole suite against real Postgres and Redis (TEST_DATABASE_URL/TEST_REDIS_URL, else embedded).
 test: install
-	$(PY) -m app.devtools.services --tests -- pytest $(PYTEST_ARGS)
+	$(PY) -m app.devtools.services --tests -- pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
 
 lint: install
 	ruff check .

@@ -43,6 +43,13 @@ def create_database(base_url: str, name: str) -> str:
 
 
 @pytest.fixture(scope="session")
+def worker_id(request: pytest.FixtureRequest) -> str:
+    """The xdist worker name ("gw0", …), or "master" without xdist (works with -p no:xdist)."""
+    workerinput = getattr(request.config, "workerinput", None)
+    return str(workerinput["workerid"]) if workerinput else "master"
+
+
+@pytest.fixture(scope="session")
 def worker_index(worker_id: str) -> int:
     return _worker_index(worker_id)
 
