@@ -80,6 +80,10 @@ class Settings:
     DB_STATEMENT_TIMEOUT_MS: int = 15000
     DB_LOCK_TIMEOUT_MS: int = 5000
     PROMETHEUS_MULTIPROC_DIR: str = ""
+    # The SMTP client: socket timeout, and its circuit breaker (shared by all workers through Redis).
+    SMTP_TIMEOUT_SECONDS: float = 10.0
+    SMTP_BREAKER_FAIL_MAX: int = 5
+    SMTP_BREAKER_RESET_SECONDS: float = 60.0
 
     @property
     def is_production(self) -> bool:
@@ -130,6 +134,9 @@ class Settings:
             DB_STATEMENT_TIMEOUT_MS=_int(env, "DB_STATEMENT_TIMEOUT_MS", 15000, 0),
             DB_LOCK_TIMEOUT_MS=_int(env, "DB_LOCK_TIMEOUT_MS", 5000, 0),
             PROMETHEUS_MULTIPROC_DIR=env.get("PROMETHEUS_MULTIPROC_DIR", ""),
+            SMTP_TIMEOUT_SECONDS=_float(env, "SMTP_TIMEOUT_SECONDS", 10.0),
+            SMTP_BREAKER_FAIL_MAX=_int(env, "SMTP_BREAKER_FAIL_MAX", 5, 1),
+            SMTP_BREAKER_RESET_SECONDS=_float(env, "SMTP_BREAKER_RESET_SECONDS", 60.0),
         )
 
     def as_flask_config(self) -> dict[str, Any]:
