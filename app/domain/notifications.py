@@ -1,9 +1,15 @@
-"""Notifications: one per domain event and channel, delivered by the worker."""
+"""Notifications: one per domain event and channel, delivered by the worker.
+
+The delivery rules live here: a send attempt either marks the notification SENT or counts a
+failure, which schedules another attempt (exponential backoff with jitter) until
+``max_attempts`` is reached and the notification is FAILED.
+"""
 
 from __future__ import annotations
 
+import random
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import BigInteger, CheckConstraint, DateTime, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.dialects.postgresql import UUID
@@ -15,6 +21,20 @@ N_PENDING = "PENDING"
 N_SENT = "SENT"
 N_FAILED = "FAILED"
 CHANNEL_EMAIL = "EMAIL"
+
+NO_RECIPIENT = "no recipient"
+# Longest delay between two attempts: also the broker's limit for a countdown.
+MAX_RETRY_DELAY_SECONDS = 3600.0
+
+
+def retry_delay(attempt: int, base: float, rng: random.Random | None = None) -> float:
+    """Exponential backoff with "equal jitter": half of ``base * 2**(attempt-1)`` plus a random half.
+
+    Jitter spreads the retries of many notifications that failed together (an SMTP outage), so
+    they do not hit the server again at the same instant.
+    """
+    ceiling = min(MAX_RETRY_DELAY_SECONDS, base * 2 ** max(0, attempt - 1))
+    return ceiling / 2 + (rng or random).uniform(0, ceiling / 2)
 
 
 class Notification(Base):
@@ -41,3 +61,43 @@ class Notification(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # When the next delivery attempt is due (PENDING only). A PENDING notification long overdue
+    # lost its queued delivery (e.g. Redis restarted): the retry job queues it again.
+    next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    @property
+    def deliverable(self) -> bool:
+        return self.status == N_PENDING and self.recipient is not None
+
+    def mark_sent(self, now: datetime) -> None:
+        self.status = N_SENT
+        self.attempts += 1
+        self.sent_at = now
+        self.next_attempt_at = None
+
+    def mark_undeliverable(self, error: str) -> None:
+        """No attempt can succeed (no recipient): FAILED at once, and never retried."""
+        self.status = N_FAILED
+        self.last_error = error
+        self.next_attempt_at = None
+
+    def record_failure(self, error: str, *, now: datetime, max_attempts: int, delay: float) -> bool:
+        """Count a failed attempt; True when another attempt is due in ``delay`` seconds."""
+        self.attempts += 1
+        self.last_error = error[:1000]
+        if self.attempts >= max_attempts:
+            self.status = N_FAILED
+            self.next_attempt_at = None
+            return False
+        self.next_attempt_at = now + timedelta(seconds=delay)
+        return True
+
+    def start_new_round(self, now: datetime) -> None:
+        """A FAILED notification gets ``max_attempts`` fresh attempts (retry job, admin retry).
+
+        ``attempts`` restarts from 0 so that each round obeys the same limit; ``last_error`` keeps
+        the last failure until the next attempt.
+        """
+        self.status = N_PENDING
+        self.attempts = 0
+        self.next_attempt_at = now
