@@ -1,8 +1,15 @@
-"""Orders, their lines, their status trail and the idempotency keys of checkout."""
+"""Orders, their lines, their status trail and the idempotency keys of checkout.
+
+The rules live here: the status transitions as a declarative table, the cancellation (stock
+returned through the ledger, payment voided or refund requested) and the factory that turns a
+cart into an order (``Order.place_from``).
+"""
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -18,15 +25,40 @@ from sqlalchemy import (
     String,
 )
 from sqlalchemy.dialects.postgresql import JSONB, UUID
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from app.domain import payments as pay
+from app.domain.actors import Actor
 from app.domain.base import Base, new_id, utcnow
+from app.domain.catalogue import (
+    REASON_ORDER_RELEASE,
+    REASON_ORDER_RESERVE,
+    Product,
+    StockMovement,
+    change_stock,
+)
+from app.domain.errors import Forbidden, InsufficientStock, InvalidTransition, ValidationFailed
+from app.domain.events import OrderCancelled, OrderDelivered, OrderPlaced, OrderShipped, RefundRequested
 
 PLACED = "PLACED"
 SHIPPED = "SHIPPED"
 DELIVERED = "DELIVERED"
 CANCELLED = "CANCELLED"
 ORDER_STATUSES = (PLACED, SHIPPED, DELIVERED, CANCELLED)
+
+# ``cancel_reason`` values (also the ``reason`` of the CANCELLED history row).
+CANCELLED_BY_CUSTOMER = "CANCELLED_BY_CUSTOMER"  # the owner asked (PUT status CANCELLED or DELETE)
+CANCELLED_BY_ADMIN = "CANCELLED_BY_ADMIN"  # an admin asked (PUT status CANCELLED or DELETE)
+PAYMENT_FAILED = "PAYMENT_FAILED"  # the gateway declined the charge (payments worker)
+PAYMENT_TIMEOUT = "PAYMENT_TIMEOUT"  # still PENDING after PAYMENT_PENDING_TIMEOUT_SECONDS
+PAYMENT_REFUNDED = "PAYMENT_REFUNDED"  # an admin refunded the payment of a PLACED order
+# ``failureReason`` of a PENDING payment voided by a cancellation (unless the order timed out).
+PAYMENT_VOIDED_BY_CANCELLATION = "ORDER_CANCELLED"
+
+# Roles in the transition table: ``owner`` is the customer whose order it is.
+ROLE_OWNER = "owner"
+ROLE_ADMIN = "admin"
+ROLE_SYSTEM = "system"
 
 
 class Order(Base):
@@ -49,6 +81,171 @@ class Order(Base):
     deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
 
+    items: Mapped[list[OrderItem]] = relationship(
+        "OrderItem", order_by="OrderItem.product_id", cascade="all, delete-orphan", passive_deletes=True
+    )
+    payment: Mapped[pay.Payment | None] = relationship("Payment", uselist=False, viewonly=False)
+
+    @classmethod
+    def place_from(
+        cls,
+        *,
+        user_id: uuid.UUID,
+        lines: Sequence[CartLine],
+        products: Mapping[uuid.UUID, Product],
+        now: datetime,
+        currency: str,
+        payment_method: str,
+        payment_token: str,
+        actor: Actor,
+    ) -> Placement:
+        """The factory: cart lines + locked products → order, items, payment, ledger rows, event.
+
+        Every line is checked before anything changes, so a short line leaves stock untouched and
+        ``InsufficientStock`` lists every short line.
+        """
+        if not lines:
+            raise ValidationFailed("The cart is empty", {"cartId": ["The cart is empty."]})
+        shortages = []
+        for line in lines:
+            product = products.get(line.product_id)
+            available = product.stock if product is not None else 0
+            if line.quantity > available:
+                shortages.append(
+                    {"productId": str(line.product_id), "requested": line.quantity, "available": available}
+                )
+        if shortages:
+            raise InsufficientStock(shortages)
+
+        order = cls(
+            id=new_id(),
+            user_id=user_id,
+            status=PLACED,
+            order_date=now,
+            currency=currency,
+            version=1,
+            updated_at=now,
+        )
+        movements: list[StockMovement] = []
+        total = Decimal("0.00")
+        for line in sorted(lines, key=lambda ln: ln.product_id):
+            product = products[line.product_id]
+            subtotal = product.price * line.quantity
+            total += subtotal
+            order.items.append(
+                OrderItem(
+                    order_id=order.id,
+                    product_id=product.id,
+                    product_name=product.name,
+                    quantity=line.quantity,
+                    unit_price=product.price,
+                    line_total=subtotal,
+                )
+            )
+            movements.append(
+                change_stock(
+                    product, -line.quantity, REASON_ORDER_RESERVE, order_id=order.id, actor_id=actor.user_id
+                )
+            )
+        order.total_amount = total
+        order.payment = pay.Payment(
+            id=new_id(),
+            order_id=order.id,
+            amount=total,
+            currency=currency,
+            status=pay.PENDING,
+            method=payment_method,
+            payment_token=payment_token,
+            attempts=0,
+            created_at=now,
+            updated_at=now,
+        )
+        history = OrderStatusChange(
+            id=new_id(),
+            order_id=order.id,
+            from_status=None,
+            to_status=PLACED,
+            actor=actor.label,
+            reason=None,
+            request_id=actor.request_id,
+            at=now,
+        )
+        order.events.append(
+            OrderPlaced(order_id=str(order.id), user_id=str(user_id), payment_id=str(order.payment.id))
+        )
+        return Placement(order=order, movements=movements, history=history)
+
+    def move_to(self, target: str, *, actor: Actor, reason: str | None, now: datetime) -> OrderStatusChange:
+        """Record a transition already allowed by ``plan_transition``: status, version, trail, event."""
+        change = OrderStatusChange(
+            id=new_id(),
+            order_id=self.id,
+            from_status=self.status,
+            to_status=target,
+            actor=actor.label,
+            reason=reason,
+            request_id=actor.request_id,
+            at=now,
+        )
+        self.status = target
+        self.version += 1
+        self.updated_at = now
+        if target == SHIPPED:
+            self.events.append(OrderShipped(order_id=str(self.id), user_id=str(self.user_id)))
+        elif target == DELIVERED:
+            self.events.append(OrderDelivered(order_id=str(self.id), user_id=str(self.user_id)))
+        elif target == CANCELLED:
+            self.cancel_reason = reason
+            self.events.append(
+                OrderCancelled(order_id=str(self.id), user_id=str(self.user_id), reason=reason)
+            )
+        return change
+
+    def cancel(
+        self,
+        *,
+        payment: pay.Payment | None,
+        products: Mapping[uuid.UUID, Product],
+        actor: Actor,
+        reason: str | None,
+        now: datetime,
+    ) -> Cancellation | None:
+        """Cancel a PLACED order: stock back through the ledger, payment voided or refund requested.
+
+        ``None`` when it is already CANCELLED (nothing changes); any other status is an
+        ``InvalidTransition``. ``products`` are the order's products, locked by the caller.
+        """
+        if self.status == CANCELLED:
+            return None
+        if self.status != PLACED:
+            raise InvalidTransition(f"An order in status {self.status} cannot be cancelled")
+        movements = [
+            change_stock(
+                products[item.product_id],
+                item.quantity,
+                REASON_ORDER_RELEASE,
+                order_id=self.id,
+                actor_id=actor.user_id,
+            )
+            for item in sorted(self.items, key=lambda i: i.product_id)
+        ]
+        if payment is not None:
+            if payment.status == pay.PENDING:
+                # The charge task checks the status first, so a queued charge never runs now.
+                payment.status = pay.FAILED
+                payment.failure_reason = (
+                    PAYMENT_TIMEOUT if reason == PAYMENT_TIMEOUT else PAYMENT_VOIDED_BY_CANCELLATION
+                )
+                payment.updated_at = now
+            elif payment.status == pay.COMPLETED:
+                self.events.append(
+                    RefundRequested(
+                        order_id=str(self.id), user_id=str(self.user_id), payment_id=str(payment.id)
+                    )
+                )
+        change = self.move_to(CANCELLED, actor=actor, reason=reason, now=now)
+        return Cancellation(change=change, movements=movements)
+
 
 class OrderItem(Base):
     __tablename__ = "order_items"
@@ -64,6 +261,14 @@ class OrderItem(Base):
     quantity: Mapped[int] = mapped_column(Integer)
     unit_price: Mapped[Decimal] = mapped_column(Numeric(12, 2))
     line_total: Mapped[Decimal] = mapped_column(Numeric(12, 2))
+
+    @property
+    def subtotal(self) -> Decimal:
+        return self.line_total
+
+    @property
+    def price(self) -> Decimal:
+        return self.unit_price
 
 
 class OrderStatusChange(Base):
@@ -98,3 +303,84 @@ class IdempotencyKey(Base):
     order_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+@dataclass(frozen=True)
+class CartLine:
+    product_id: uuid.UUID
+    quantity: int
+
+
+@dataclass
+class Placement:
+    """What placing an order creates besides the order (items and payment hang off the order)."""
+
+    order: Order
+    movements: list[StockMovement]
+    history: OrderStatusChange
+
+
+@dataclass
+class Cancellation:
+    change: OrderStatusChange
+    movements: list[StockMovement] = field(default_factory=list)
+
+
+# ---- the status transitions -------------------------------------------------------------------
+
+Guard = Callable[[Order], str | None]
+
+
+def _payment_completed(order: Order) -> str | None:
+    if order.payment is None or order.payment.status != pay.COMPLETED:
+        return "An order can only be shipped once its payment is COMPLETED"
+    return None
+
+
+@dataclass(frozen=True)
+class Transition:
+    roles: frozenset[str]
+    guards: tuple[Guard, ...] = ()
+
+
+# (from, to) → who may do it and what must hold. Anything not listed is a 409.
+TRANSITIONS: dict[tuple[str, str], Transition] = {
+    (PLACED, SHIPPED): Transition(frozenset({ROLE_ADMIN, ROLE_SYSTEM}), (_payment_completed,)),
+    (SHIPPED, DELIVERED): Transition(frozenset({ROLE_ADMIN, ROLE_SYSTEM})),
+    (PLACED, CANCELLED): Transition(frozenset({ROLE_OWNER, ROLE_ADMIN, ROLE_SYSTEM})),
+}
+
+
+def roles_of(actor: Actor, order: Order) -> frozenset[str]:
+    roles = set()
+    if actor.is_admin:
+        roles.add(ROLE_ADMIN)
+    if actor.is_system:
+        roles.add(ROLE_SYSTEM)
+    if actor.user_id is not None and actor.user_id == order.user_id:
+        roles.add(ROLE_OWNER)
+    return frozenset(roles)
+
+
+def plan_transition(order: Order, target: str, actor: Actor) -> bool:
+    """Decide a requested status change: True to apply it, False when it is the current status.
+
+    The role is checked before the state (a customer asking SHIPPED gets Forbidden even where
+    the state alone would be a conflict); then the (from, to) pair and its guards.
+    """
+    if target not in ORDER_STATUSES:
+        raise ValidationFailed("Unknown status", {"status": [f"Must be one of {', '.join(ORDER_STATUSES)}."]})
+    roles = roles_of(actor, order)
+    allowed = frozenset().union(*(t.roles for (_, to), t in TRANSITIONS.items() if to == target))
+    if allowed and not roles & allowed:
+        raise Forbidden(f"Only {' or '.join(sorted(allowed - {ROLE_SYSTEM}))} may set status {target}")
+    if target == order.status:
+        return False
+    transition = TRANSITIONS.get((order.status, target))
+    if transition is None:
+        raise InvalidTransition(f"An order cannot go from {order.status} to {target}")
+    for guard in transition.guards:
+        problem = guard(order)
+        if problem:
+            raise InvalidTransition(problem)
+    return True

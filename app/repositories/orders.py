@@ -1,0 +1,185 @@
+"""Queries over orders, their items, payments, status trail and checkout idempotency keys."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session, selectinload
+
+from app.domain.orders import IdempotencyKey, Order, OrderStatusChange
+from app.domain.payments import Payment
+
+
+class OrderRepository:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def add(self, order: Order) -> None:
+        self.session.add(order)
+
+    def add_history(self, change: OrderStatusChange) -> None:
+        self.session.add(change)
+
+    def get(self, order_id: uuid.UUID) -> Order | None:
+        """The order with its items and payment, loaded eagerly (three statements, any size)."""
+        stmt = (
+            select(Order)
+            .where(Order.id == order_id)
+            .options(selectinload(Order.items), selectinload(Order.payment))
+            .execution_options(populate_existing=True)
+        )
+        return self.session.scalars(stmt).first()
+
+    def lock(self, order_id: uuid.UUID) -> Order | None:
+        """``SELECT … FOR UPDATE`` the order row (its items and payment are loaded, not locked)."""
+        stmt = (
+            select(Order)
+            .where(Order.id == order_id)
+            .with_for_update(of=Order)
+            .options(selectinload(Order.items), selectinload(Order.payment))
+            .execution_options(populate_existing=True)
+        )
+        return self.session.scalars(stmt).first()
+
+    def lock_payment(self, order_id: uuid.UUID) -> Payment | None:
+        stmt = (
+            select(Payment)
+            .where(Payment.order_id == order_id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+        return self.session.scalars(stmt).first()
+
+    def compare_and_set(self, order_id: uuid.UUID, read_version: int, **values: Any) -> bool:
+        """``UPDATE … WHERE version = :read``: applies only if nobody changed the order meanwhile."""
+        result = self.session.execute(
+            update(Order)
+            .where(Order.id == order_id, Order.version == read_version)
+            .values(version=read_version + 1, **values)
+            .execution_options(synchronize_session=False)
+        )
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    def current_version(self, order_id: uuid.UUID) -> int | None:
+        return self.session.scalar(select(Order.version).where(Order.id == order_id))
+
+    def history(self, order_id: uuid.UUID) -> list[OrderStatusChange]:
+        stmt = (
+            select(OrderStatusChange)
+            .where(OrderStatusChange.order_id == order_id)
+            .order_by(OrderStatusChange.at, OrderStatusChange.id)
+        )
+        return list(self.session.scalars(stmt))
+
+    def search(
+        self,
+        *,
+        user_id: uuid.UUID | None,
+        status: str | None,
+        include_deleted: bool,
+        page: int,
+        page_size: int,
+    ) -> tuple[list[Order], int]:
+        """A page of orders, newest first, with items and payments (a fixed number of statements)."""
+        conditions = []
+        if user_id is not None:
+            conditions.append(Order.user_id == user_id)
+        if status is not None:
+            conditions.append(Order.status == status)
+        if not include_deleted:
+            conditions.append(Order.deleted_at.is_(None))
+        where = and_(*conditions) if conditions else and_(True)
+        total = self.session.scalar(select(func.count()).select_from(Order).where(where)) or 0
+        stmt = (
+            select(Order)
+            .where(where)
+            .order_by(Order.order_date.desc(), Order.id.desc())
+            .limit(page_size)
+            .offset((page - 1) * page_size)
+            .options(selectinload(Order.items), selectinload(Order.payment))
+        )
+        return list(self.session.scalars(stmt)), int(total)
+
+
+class IdempotencyRepository:
+    """The (user, key) primary key is the guard: one claim per key, however many repeat at once."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def claim(
+        self,
+        user_id: uuid.UUID,
+        key: str,
+        request_hash: str,
+        *,
+        now: datetime,
+        expires_at: datetime,
+        abandoned_before: datetime,
+    ) -> bool:
+        """Insert the in-flight claim; or take over an expired or abandoned one. True when ours."""
+        stmt = insert(IdempotencyKey).values(
+            user_id=user_id,
+            key=key,
+            request_hash=request_hash,
+            created_at=now,
+            expires_at=expires_at,
+            response_status=None,
+            response_body=None,
+            order_id=None,
+        )
+        upsert = stmt.on_conflict_do_update(
+            index_elements=[IdempotencyKey.user_id, IdempotencyKey.key],
+            set_={
+                "request_hash": stmt.excluded.request_hash,
+                "created_at": stmt.excluded.created_at,
+                "expires_at": stmt.excluded.expires_at,
+                "response_status": None,
+                "response_body": None,
+                "order_id": None,
+            },
+            where=or_(
+                IdempotencyKey.expires_at <= now,
+                and_(IdempotencyKey.response_status.is_(None), IdempotencyKey.created_at < abandoned_before),
+            ),
+        ).returning(IdempotencyKey.key)
+        return self.session.execute(upsert).first() is not None
+
+    def get(self, user_id: uuid.UUID, key: str) -> IdempotencyKey | None:
+        stmt = (
+            select(IdempotencyKey)
+            .where(IdempotencyKey.user_id == user_id, IdempotencyKey.key == key)
+            .execution_options(populate_existing=True)
+        )
+        return self.session.scalars(stmt).first()
+
+    def remember(
+        self, user_id: uuid.UUID, key: str, *, status: int, body: dict[str, Any], order_id: uuid.UUID
+    ) -> None:
+        self.session.execute(
+            update(IdempotencyKey)
+            .where(IdempotencyKey.user_id == user_id, IdempotencyKey.key == key)
+            .values(response_status=status, response_body=body, order_id=order_id)
+            .execution_options(synchronize_session=False)
+        )
+
+    def release(self, user_id: uuid.UUID, key: str, request_hash: str) -> None:
+        """Free a claim whose request failed (only an unanswered claim with our hash)."""
+        self.session.execute(
+            delete(IdempotencyKey)
+            .where(
+                IdempotencyKey.user_id == user_id,
+                IdempotencyKey.key == key,
+                IdempotencyKey.request_hash == request_hash,
+                IdempotencyKey.response_status.is_(None),
+            )
+            .execution_options(synchronize_session=False)
+        )
+
+    def purge_expired(self, now: datetime) -> int:
+        result = self.session.execute(delete(IdempotencyKey).where(IdempotencyKey.expires_at <= now))
+        return int(result.rowcount)  # type: ignore[attr-defined]
