@@ -84,6 +84,10 @@ class Settings:
     SMTP_TIMEOUT_SECONDS: float = 10.0
     SMTP_BREAKER_FAIL_MAX: int = 5
     SMTP_BREAKER_RESET_SECONDS: float = 60.0
+    # The payment gateway client: per-request timeout, and its circuit breaker (shared through Redis).
+    PAYMENT_GATEWAY_TIMEOUT_SECONDS: float = 10.0
+    PAYMENT_BREAKER_FAIL_MAX: int = 5
+    PAYMENT_BREAKER_RESET_SECONDS: float = 30.0
 
     @property
     def is_production(self) -> bool:
@@ -137,11 +141,20 @@ class Settings:
             SMTP_TIMEOUT_SECONDS=_float(env, "SMTP_TIMEOUT_SECONDS", 10.0),
             SMTP_BREAKER_FAIL_MAX=_int(env, "SMTP_BREAKER_FAIL_MAX", 5, 1),
             SMTP_BREAKER_RESET_SECONDS=_float(env, "SMTP_BREAKER_RESET_SECONDS", 60.0),
+            PAYMENT_GATEWAY_TIMEOUT_SECONDS=_float(env, "PAYMENT_GATEWAY_TIMEOUT_SECONDS", 10.0),
+            PAYMENT_BREAKER_FAIL_MAX=_int(env, "PAYMENT_BREAKER_FAIL_MAX", 5, 1),
+            PAYMENT_BREAKER_RESET_SECONDS=_float(env, "PAYMENT_BREAKER_RESET_SECONDS", 30.0),
         )
 
     def as_flask_config(self) -> dict[str, Any]:
         """The Flask config mapping: our settings plus what the extensions read."""
         cfg: dict[str, Any] = {f.name: getattr(self, f.name) for f in fields(self)}
+        for name in ("DATABASE_URL", "REDIS_URL"):
+            if getattr(self, name) == EMBEDDED:
+                raise ConfigError(
+                    f"{name} is not set: start through `make run` / `make test` (which boot embedded "
+                    "Postgres and Redis) or point it at a server"
+                )
         db_url = normalise_database_url(self.DATABASE_URL)
         cfg.update(
             DEBUG=False,
