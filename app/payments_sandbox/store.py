@@ -1,0 +1,531 @@
+"""The sandbox's in-memory gateway: payment intents, charges, refunds and test payment methods.
+
+Plain Python, no HTTP: ``server.py`` maps requests onto these methods. Every public method runs
+under one lock, so concurrent requests see a consistent store.
+"""
+
+from __future__ import annotations
+
+import secrets
+import string
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+_ALPHABET = string.ascii_letters + string.digits
+
+# Stripe's test payment methods (https://docs.stripe.com/testing): the ones that succeed …
+SUCCEEDING_METHODS = {
+    "pm_card_visa": "visa",
+    "pm_card_visa_debit": "visa",
+    "pm_card_mastercard": "mastercard",
+    "pm_card_mastercard_debit": "mastercard",
+    "pm_card_amex": "amex",
+    "pm_card_discover": "discover",
+}
+
+
+@dataclass(frozen=True)
+class Decline:
+    code: str
+    decline_code: str
+    message: str
+
+
+# … and the ones that are declined (HTTP 402, ``card_error``).
+DECLINING_METHODS = {
+    "pm_card_chargeDeclined": Decline("card_declined", "generic_decline", "Your card was declined."),
+    "pm_card_chargeDeclinedInsufficientFunds": Decline(
+        "card_declined", "insufficient_funds", "Your card has insufficient funds."
+    ),
+    "pm_card_chargeDeclinedLostCard": Decline("card_declined", "lost_card", "Your card was declined."),
+    "pm_card_chargeDeclinedStolenCard": Decline("card_declined", "stolen_card", "Your card was declined."),
+    "pm_card_chargeDeclinedExpiredCard": Decline("expired_card", "expired_card", "Your card has expired."),
+    "pm_card_chargeDeclinedIncorrectCvc": Decline(
+        "incorrect_cvc", "incorrect_cvc", "Your card's security code is incorrect."
+    ),
+    "pm_card_chargeDeclinedProcessingError": Decline(
+        "processing_error",
+        "processing_error",
+        "An error occurred while processing your card. Try again in a little bit.",
+    ),
+}
+
+MAX_AMOUNT = 99_999_999  # Stripe's ceiling for most currencies ($999,999.99)
+PAYMENT_INTENT_PARAMS = {
+    "amount",
+    "currency",
+    "payment_method",
+    "confirm",
+    "metadata",
+    "description",
+    "automatic_payment_methods",
+    "payment_method_types",
+    "return_url",
+    "receipt_email",
+    "statement_descriptor_suffix",
+    "capture_method",
+    "off_session",
+    "expand",
+}
+REFUND_PARAMS = {"payment_intent", "charge", "amount", "reason", "metadata", "expand"}
+REFUND_REASONS = {"duplicate", "fraudulent", "requested_by_customer"}
+
+
+def new_id(prefix: str) -> str:
+    return prefix + "_" + "".join(secrets.choice(_ALPHABET) for _ in range(24))
+
+
+class StripeError(Exception):
+    """An error the API answers with Stripe's body: ``{"error": {type, code, message, …}}``."""
+
+    def __init__(self, status: int, type_: str, message: str, **fields: Any) -> None:
+        super().__init__(message)
+        self.status = status
+        self.body: dict[str, Any] = {"type": type_, "message": message}
+        self.body.update({k: v for k, v in fields.items() if v is not None})
+
+    def to_json(self) -> dict[str, Any]:
+        return {"error": self.body}
+
+
+def invalid_request(
+    message: str, *, param: str | None = None, code: str | None = None, status: int = 400
+) -> StripeError:
+    return StripeError(status, "invalid_request_error", message, param=param, code=code)
+
+
+@dataclass
+class Charge:
+    id: str
+    payment_intent: str
+    amount: int
+    currency: str
+    status: str  # succeeded | failed
+    payment_method: str
+    created: int
+    amount_refunded: int = 0
+    failure_code: str | None = None
+
+
+@dataclass
+class PaymentIntent:
+    id: str
+    amount: int
+    currency: str
+    status: str
+    payment_method: str | None
+    metadata: dict[str, str]
+    description: str | None
+    created: int
+    payment_method_types: list[str]
+    automatic_payment_methods: dict[str, Any] | None
+    latest_charge: str | None = None
+    last_payment_error: dict[str, Any] | None = None
+    sequence: int = 0
+
+
+@dataclass
+class Refund:
+    id: str
+    amount: int
+    charge: str
+    payment_intent: str
+    currency: str
+    reason: str | None
+    metadata: dict[str, str]
+    created: int
+
+
+@dataclass
+class Faults:
+    fail_next: int = 0
+    status: int = 503
+    delay_ms: int = 0
+    served: int = 0
+
+
+@dataclass
+class Store:
+    """Everything the sandbox remembers, for its lifetime."""
+
+    lock: threading.RLock = field(default_factory=threading.RLock)
+    intents: dict[str, PaymentIntent] = field(default_factory=dict)
+    charges: dict[str, Charge] = field(default_factory=dict)
+    refunds: dict[str, Refund] = field(default_factory=dict)
+    faults: Faults = field(default_factory=Faults)
+    api_requests: int = 0
+    _sequence: int = 0
+
+    # ---- payment intents ---------------------------------------------------------------------
+
+    def create_payment_intent(self, params: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        """``POST /v1/payment_intents``: (status, body); a decline is a 402 after the intent exists."""
+        _reject_unknown(params, PAYMENT_INTENT_PARAMS)
+        amount = _amount(params.get("amount"), required=True)
+        currency = _currency(params.get("currency"))
+        confirm = _boolean(params.get("confirm", "false"), "confirm")
+        metadata = _metadata(params.get("metadata"))
+        method = params.get("payment_method")
+        if method is not None and not isinstance(method, str):
+            raise invalid_request("Invalid string: payment_method", param="payment_method")
+        capture = params.get("capture_method", "automatic")
+        if capture != "automatic":
+            raise invalid_request(
+                "The sandbox supports capture_method=automatic only.", param="capture_method"
+            )
+        types = params.get("payment_method_types")
+        apm = params.get("automatic_payment_methods")
+        if types is not None and not (isinstance(types, list) and all(t == "card" for t in types)):
+            raise invalid_request(
+                "The sandbox supports payment_method_types=[card] only.", param="payment_method_types"
+            )
+        if apm is not None:
+            if not isinstance(apm, dict):
+                raise invalid_request("Invalid object", param="automatic_payment_methods")
+            apm = {
+                "enabled": _boolean(apm.get("enabled", "false"), "automatic_payment_methods[enabled]"),
+                "allow_redirects": apm.get("allow_redirects", "always"),
+            }
+        elif types is None:
+            apm = {"enabled": True, "allow_redirects": "always"}
+        if method is not None and method not in SUCCEEDING_METHODS and method not in DECLINING_METHODS:
+            raise invalid_request(
+                f"No such PaymentMethod: '{method}'", param="payment_method", code="resource_missing"
+            )
+        if confirm:
+            if method is None:
+                raise invalid_request(
+                    "You cannot confirm this PaymentIntent because it's missing a payment method.",
+                    param="payment_method",
+                    code="payment_intent_unexpected_state",
+                )
+            # Stripe's default (automatic payment methods) may redirect: without a return_url it
+            # wants redirects ruled out, exactly like the live API.
+            if (
+                types is None
+                and apm is not None
+                and apm.get("allow_redirects") != "never"
+                and not params.get("return_url")
+            ):
+                raise invalid_request(
+                    "This PaymentIntent is configured to accept payment methods enabled in your "
+                    "Dashboard. Because some of these payment methods might redirect your customer "
+                    "off of your page, you must provide a `return_url`. If you don't want to accept "
+                    "redirect-based payment methods, set `automatic_payment_methods[enabled]` to "
+                    "`true` and `automatic_payment_methods[allow_redirects]` to `never`.",
+                    param="return_url",
+                )
+        with self.lock:
+            self._sequence += 1
+            intent = PaymentIntent(
+                id=new_id("pi"),
+                amount=amount,
+                currency=currency,
+                status="requires_confirmation" if method else "requires_payment_method",
+                payment_method=method,
+                metadata=metadata,
+                description=params.get("description"),
+                created=int(time.time()),
+                payment_method_types=["card"],
+                automatic_payment_methods=apm if types is None else None,
+                sequence=self._sequence,
+            )
+            self.intents[intent.id] = intent
+            if not confirm:
+                return 200, self.payment_intent_json(intent)
+            assert method is not None
+            decline = DECLINING_METHODS.get(method)
+            charge = Charge(
+                id=new_id("ch"),
+                payment_intent=intent.id,
+                amount=amount,
+                currency=currency,
+                status="failed" if decline else "succeeded",
+                payment_method=method,
+                created=intent.created,
+                failure_code=decline.code if decline else None,
+            )
+            self.charges[charge.id] = charge
+            intent.latest_charge = charge.id
+            if decline is None:
+                intent.status = "succeeded"
+                return 200, self.payment_intent_json(intent)
+            intent.status = "requires_payment_method"
+            error = {
+                "type": "card_error",
+                "code": decline.code,
+                "decline_code": decline.decline_code,
+                "message": decline.message,
+                "charge": charge.id,
+                "doc_url": f"https://stripe.com/docs/error-codes/{decline.code.replace('_', '-')}",
+                "payment_method": {"id": method, "object": "payment_method", "type": "card"},
+            }
+            intent.last_payment_error = dict(error)
+            return 402, {"error": {**error, "payment_intent": self.payment_intent_json(intent)}}
+
+    def get_payment_intent(self, intent_id: str) -> dict[str, Any]:
+        with self.lock:
+            intent = self.intents.get(intent_id)
+            if intent is None:
+                raise invalid_request(
+                    f"No such payment_intent: '{intent_id}'",
+                    param="intent",
+                    code="resource_missing",
+                    status=404,
+                )
+            return self.payment_intent_json(intent)
+
+    def list_payment_intents(self, params: dict[str, Any]) -> dict[str, Any]:
+        """Newest first, with ``limit`` (1 to 100), ``starting_after`` and ``created[gte|gt|lte|lt]``."""
+        _reject_unknown(params, {"limit", "starting_after", "created", "expand"})
+        limit = _integer(params.get("limit", "10"), "limit")
+        if not 1 <= limit <= 100:
+            raise invalid_request("This value must be between 1 and 100.", param="limit")
+        created = params.get("created")
+        with self.lock:
+            intents = sorted(self.intents.values(), key=lambda i: i.sequence, reverse=True)
+            if isinstance(created, dict):
+                intents = [i for i in intents if _created_matches(i.created, created)]
+            elif created is not None:
+                exact = _integer(created, "created")
+                intents = [i for i in intents if i.created == exact]
+            if params.get("starting_after") is not None:
+                intents = _after(intents, params["starting_after"], "starting_after")
+            return {
+                "object": "list",
+                "url": "/v1/payment_intents",
+                "has_more": len(intents) > limit,
+                "data": [self.payment_intent_json(i) for i in intents[:limit]],
+            }
+
+    def payment_intent_json(self, intent: PaymentIntent) -> dict[str, Any]:
+        charge = self.charges.get(intent.latest_charge or "")
+        received = charge.amount if charge is not None and charge.status == "succeeded" else 0
+        return {
+            "id": intent.id,
+            "object": "payment_intent",
+            "amount": intent.amount,
+            "amount_capturable": 0,
+            "amount_received": received,
+            "automatic_payment_methods": intent.automatic_payment_methods,
+            "canceled_at": None,
+            "cancellation_reason": None,
+            "capture_method": "automatic",
+            "client_secret": f"{intent.id}_secret_{intent.id[3:13]}",
+            "confirmation_method": "automatic",
+            "created": intent.created,
+            "currency": intent.currency,
+            "customer": None,
+            "description": intent.description,
+            "last_payment_error": intent.last_payment_error,
+            "latest_charge": intent.latest_charge,
+            "livemode": False,
+            "metadata": dict(intent.metadata),
+            "next_action": None,
+            "payment_method": intent.payment_method,
+            "payment_method_types": list(intent.payment_method_types),
+            "status": intent.status,
+        }
+
+    # ---- refunds -----------------------------------------------------------------------------
+
+    def create_refund(self, params: dict[str, Any]) -> dict[str, Any]:
+        _reject_unknown(params, REFUND_PARAMS)
+        reason = params.get("reason")
+        if reason is not None and reason not in REFUND_REASONS:
+            raise invalid_request(
+                f"Invalid reason: must be one of {', '.join(sorted(REFUND_REASONS))}", param="reason"
+            )
+        metadata = _metadata(params.get("metadata"))
+        with self.lock:
+            charge = self._refundable_charge(params)
+            remaining = charge.amount - charge.amount_refunded
+            if remaining <= 0:
+                raise invalid_request(
+                    f"Charge {charge.id} has already been refunded.", code="charge_already_refunded"
+                )
+            amount = remaining if params.get("amount") is None else _amount(params["amount"])
+            if amount > remaining:
+                raise invalid_request(
+                    f"Refund amount ({amount}) is greater than unrefunded amount on charge ({remaining})",
+                    param="amount",
+                    code="amount_too_large",
+                )
+            charge.amount_refunded += amount
+            refund = Refund(
+                id=new_id("re"),
+                amount=amount,
+                charge=charge.id,
+                payment_intent=charge.payment_intent,
+                currency=charge.currency,
+                reason=reason,
+                metadata=metadata,
+                created=int(time.time()),
+            )
+            self.refunds[refund.id] = refund
+            return self.refund_json(refund)
+
+    def _refundable_charge(self, params: dict[str, Any]) -> Charge:
+        intent_id, charge_id = params.get("payment_intent"), params.get("charge")
+        if (intent_id is None) == (charge_id is None):
+            raise invalid_request("One of `charge` or `payment_intent` is required.")
+        if intent_id is not None:
+            intent = self.intents.get(intent_id)
+            if intent is None:
+                raise invalid_request(
+                    f"No such payment_intent: '{intent_id}'", param="payment_intent", code="resource_missing"
+                )
+            charge = self.charges.get(intent.latest_charge or "")
+        else:
+            charge = self.charges.get(str(charge_id))
+            if charge is None:
+                raise invalid_request(
+                    f"No such charge: '{charge_id}'", param="charge", code="resource_missing"
+                )
+        if charge is None or charge.status != "succeeded":
+            raise invalid_request(
+                "This PaymentIntent does not have a successful charge to refund.",
+                param="payment_intent",
+                code="charge_not_refundable",
+            )
+        return charge
+
+    @staticmethod
+    def refund_json(refund: Refund) -> dict[str, Any]:
+        return {
+            "id": refund.id,
+            "object": "refund",
+            "amount": refund.amount,
+            "balance_transaction": None,
+            "charge": refund.charge,
+            "created": refund.created,
+            "currency": refund.currency,
+            "metadata": dict(refund.metadata),
+            "payment_intent": refund.payment_intent,
+            "reason": refund.reason,
+            "status": "succeeded",
+        }
+
+    # ---- test support ------------------------------------------------------------------------
+
+    def stats(self, payment_id: str | None = None) -> dict[str, Any]:
+        """Counts for tests: everything, or what concerns one ``metadata[paymentId]``."""
+        with self.lock:
+            intents = [
+                i
+                for i in self.intents.values()
+                if payment_id is None or i.metadata.get("paymentId") == payment_id
+            ]
+            ids = {i.id for i in intents}
+            charges = [c for c in self.charges.values() if c.payment_intent in ids]
+            refunds = [r for r in self.refunds.values() if r.payment_intent in ids]
+            succeeded = [c for c in charges if c.status == "succeeded"]
+            body: dict[str, Any] = {
+                "paymentIntents": len(intents),
+                "charges": len(charges),
+                "succeededCharges": len(succeeded),
+                "declinedCharges": len(charges) - len(succeeded),
+                "amountCaptured": sum(c.amount for c in succeeded),
+                "refunds": len(refunds),
+                "amountRefunded": sum(r.amount for r in refunds),
+            }
+            if payment_id is None:
+                body["apiRequests"] = self.api_requests
+                body["faultsServed"] = self.faults.served
+            else:
+                body["paymentId"] = payment_id
+                body["paymentIntentIds"] = sorted(ids)
+            return body
+
+    def reset(self) -> None:
+        with self.lock:
+            self.intents.clear()
+            self.charges.clear()
+            self.refunds.clear()
+            self.faults = Faults()
+            self.api_requests = 0
+
+
+# ---- parameter parsing, as strict as Stripe's ---------------------------------------------------
+
+
+def _reject_unknown(params: dict[str, Any], known: set[str]) -> None:
+    for name in params:
+        if name not in known:
+            raise invalid_request(f"Received unknown parameter: {name}", param=name, code="parameter_unknown")
+
+
+def _integer(value: Any, name: str) -> int:
+    try:
+        if isinstance(value, bool):
+            raise ValueError
+        return int(str(value), 10)
+    except (TypeError, ValueError):
+        raise invalid_request(f"Invalid integer: {value}", param=name, code="parameter_invalid_integer")
+
+
+def _amount(value: Any, required: bool = False) -> int:
+    if value is None:
+        raise invalid_request("Missing required param: amount.", param="amount", code="parameter_missing")
+    amount = _integer(value, "amount")
+    if amount < 1:
+        raise invalid_request(
+            "This value must be greater than or equal to 1.", param="amount", code="parameter_invalid_integer"
+        )
+    if amount > MAX_AMOUNT:
+        raise invalid_request("Amount must be no more than 99999999", param="amount", code="amount_too_large")
+    return amount
+
+
+def _currency(value: Any) -> str:
+    if value is None:
+        raise invalid_request("Missing required param: currency.", param="currency", code="parameter_missing")
+    text = str(value)
+    if len(text) != 3 or not text.isascii() or not text.isalpha():
+        raise invalid_request(f"Invalid currency: {text}.", param="currency", code="parameter_invalid_string")
+    return text.lower()
+
+
+def _boolean(value: Any, name: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    if value in ("true", "false"):
+        return value == "true"
+    raise invalid_request(f"Invalid boolean: {value}", param=name)
+
+
+def _metadata(value: Any) -> dict[str, str]:
+    if value in (None, ""):
+        return {}
+    if not isinstance(value, dict):
+        raise invalid_request("Invalid object", param="metadata")
+    if len(value) > 50:
+        raise invalid_request("You can specify up to 50 keys.", param="metadata")
+    for key, item in value.items():
+        if len(key) > 40 or not isinstance(item, str) or len(item) > 500:
+            raise invalid_request(f"Invalid metadata[{key}]", param=f"metadata[{key}]")
+    return {str(k): str(v) for k, v in value.items()}
+
+
+def _created_matches(created: int, bounds: dict[str, Any]) -> bool:
+    checks = {
+        "gte": lambda b: created >= b,
+        "gt": lambda b: created > b,
+        "lte": lambda b: created <= b,
+        "lt": lambda b: created < b,
+    }
+    for op, bound in bounds.items():
+        if op not in checks:
+            raise invalid_request(f"Received unknown parameter: created[{op}]", param=f"created[{op}]")
+        if not checks[op](_integer(bound, f"created[{op}]")):
+            return False
+    return True
+
+
+def _after(intents: list[PaymentIntent], cursor: Any, name: str) -> list[PaymentIntent]:
+    for index, intent in enumerate(intents):
+        if intent.id == cursor:
+            return intents[index + 1 :]
+    raise invalid_request(f"No such payment_intent: '{cursor}'", param=name, code="resource_missing")
