@@ -24,7 +24,7 @@ def normalise_database_url(url: str) -> str:
 
 def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
     raw = env.get(name)
-    if raw in (None, ""):
+    if raw is None or raw == "":
         return default
     try:
         value = int(raw)
@@ -37,7 +37,7 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> i
 
 def _float(env: Mapping[str, str], name: str, default: float) -> float:
     raw = env.get(name)
-    if raw in (None, ""):
+    if raw is None or raw == "":
         return default
     try:
         return float(raw)
@@ -52,7 +52,7 @@ class Settings:
     APP_ENV: str = "development"
     DATABASE_URL: str = EMBEDDED
     REDIS_URL: str = EMBEDDED
-    SECRET_KEY: str = "dev-insecure-secret-key-change-me-0123456789"
+    SECRET_KEY: str = "dev-insecure-secret-key-change-me-0123456789"  # noqa: S105 (dev only)
     PORT: int = 5000
     WEB_CONCURRENCY: int = 2
     WORKER_CONCURRENCY: int = 2
@@ -69,7 +69,7 @@ class Settings:
     RECONCILE_INTERVAL_SECONDS: int = 300
     OUTBOX_INTERVAL_SECONDS: float = 5.0
     AUTH_RATE_LIMIT: str = "10/minute"
-    PAYMENT_DEFAULT_TOKEN: str = "pm_card_visa"
+    PAYMENT_DEFAULT_TOKEN: str = "pm_card_visa"  # noqa: S105 (a test card id)
     FEATURE_CACHE_SECONDS: float = 5.0
     JWT_EXPIRES_SECONDS: int = 3600
     CURRENCY: str = "USD"

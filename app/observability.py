@@ -6,7 +6,15 @@ import time
 from typing import Any
 
 from flask import Flask, Response, g, request
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
 from prometheus_client import multiprocess as prom_multiprocess
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
@@ -35,12 +43,12 @@ class DatabaseStatsCollector(Collector):
         self.app = app
 
     def collect(self) -> Any:
-        from app.repositories.stats import StatsRepository
         from app.extensions import db
+        from app.repositories.stats import StatsRepository
 
         try:
             with self.app.app_context():
-                stats = StatsRepository(db.session).snapshot()
+                stats = StatsRepository(db.session()).snapshot()
                 db.session.rollback()
         except Exception:  # the database is down: /metrics still answers
             return
@@ -52,10 +60,14 @@ class DatabaseStatsCollector(Collector):
         for status, count in stats["notifications"].items():
             notes.add_metric([status], count)
         yield notes
-        yield GaugeMetricFamily("oms_outbox_pending", "Outbox messages not processed yet",
-                                value=stats["outbox_pending"])
-        yield GaugeMetricFamily("oms_outbox_lag_seconds", "Age of the oldest unprocessed outbox message",
-                                value=stats["outbox_lag_seconds"])
+        yield GaugeMetricFamily(
+            "oms_outbox_pending", "Outbox messages not processed yet", value=stats["outbox_pending"]
+        )
+        yield GaugeMetricFamily(
+            "oms_outbox_lag_seconds",
+            "Age of the oldest unprocessed outbox message",
+            value=stats["outbox_lag_seconds"],
+        )
 
 
 def metrics_response(app: Flask) -> Response:

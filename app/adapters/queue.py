@@ -115,15 +115,21 @@ def celery_init_app(app: Flask) -> Celery:
             with app.app_context():
                 return self.run(*args, **kwargs)
 
-    celery_app = Celery(app.name, task_cls=FlaskTask)
+    celery_app: Celery = Celery(app.name, task_cls=FlaskTask)
     celery_app.config_from_object(celery_config(app.config))
     celery_app.set_default()
     app.extensions["celery"] = celery_app
     return celery_app
 
 
-def send_task(name: str, args: list[Any] | None = None, *, countdown: float | None = None,
-              request_id: str | None = None, **options: Any) -> None:
+def send_task(
+    name: str,
+    args: list[Any] | None = None,
+    *,
+    countdown: float | None = None,
+    request_id: str | None = None,
+    **options: Any,
+) -> None:
     """Publish a task by name, bounded in time; raises BrokerUnavailable when it cannot."""
     celery_app: Celery = current_app.extensions["celery"]
     headers = {"request_id": request_id or current_request_id()}

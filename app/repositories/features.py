@@ -18,5 +18,9 @@ class FeatureRepository:
     def get(self, name: str) -> Feature | None:
         return self.session.get(Feature, name)
 
+    def lock(self, name: str) -> Feature | None:
+        stmt = select(Feature).where(Feature.name == name).with_for_update()
+        return self.session.scalars(stmt.execution_options(populate_existing=True)).first()
+
     def enabled_map(self) -> dict[str, bool]:
         return dict(self.session.execute(select(Feature.name, Feature.enabled)).tuples().all())

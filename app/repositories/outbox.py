@@ -45,8 +45,11 @@ class OutboxRepository:
             self.session.execute(
                 update(OutboxMessage)
                 .where(OutboxMessage.id.in_(list(ids)))
-                .values(published_at=utcnow(), publish_attempts=OutboxMessage.publish_attempts + 1,
-                        last_error=None)
+                .values(
+                    published_at=utcnow(),
+                    publish_attempts=OutboxMessage.publish_attempts + 1,
+                    last_error=None,
+                )
             )
 
     def mark_publish_failed(self, message_id: int, error: str) -> None:

@@ -17,13 +17,13 @@ class StatsRepository:
         self.session = session
 
     def snapshot(self) -> dict[str, Any]:
-        payments = dict(
-            self.session.execute(select(Payment.status, func.count()).group_by(Payment.status)).all()
+        payments: dict[str, int] = dict(
+            self.session.execute(select(Payment.status, func.count()).group_by(Payment.status)).tuples().all()
         )
-        notifications = dict(
-            self.session.execute(
-                select(Notification.status, func.count()).group_by(Notification.status)
-            ).all()
+        notifications: dict[str, int] = dict(
+            self.session.execute(select(Notification.status, func.count()).group_by(Notification.status))
+            .tuples()
+            .all()
         )
         pending, lag = OutboxRepository(self.session).lag()
         return {

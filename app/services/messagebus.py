@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from app.domain import events
+from app.services.notifications import notify_customer
 
 
 @dataclass(frozen=True)
@@ -17,12 +18,12 @@ class EventContext:
 Handler = Callable[[events.Event, EventContext], None]
 
 EVENT_HANDLERS: dict[type[events.Event], list[Handler]] = {
-    events.OrderPlaced: [],
-    events.PaymentCompleted: [],
-    events.PaymentFailed: [],
-    events.OrderShipped: [],
-    events.OrderDelivered: [],
-    events.OrderCancelled: [],
-    events.PaymentRefunded: [],
+    events.OrderPlaced: [notify_customer],
+    events.PaymentCompleted: [notify_customer],
+    events.PaymentFailed: [notify_customer],
+    events.OrderShipped: [notify_customer],
+    events.OrderDelivered: [notify_customer],
+    events.OrderCancelled: [notify_customer],
+    events.PaymentRefunded: [notify_customer],
     events.RefundRequested: [],
 }

@@ -24,8 +24,8 @@ class UnitOfWork:
         if session is None:
             from app.extensions import db
 
-            session = db.session  # type: ignore[assignment]
-        self.session: Session = session  # type: ignore[assignment]
+            session = db.session()
+        self.session: Session = session
         self.relay_after_commit = relay_after_commit
         self._events: list[Event] = []
         self.committed = False

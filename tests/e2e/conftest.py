@@ -8,6 +8,7 @@ kill -9 or SIGTERM one of them and start it again.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -79,8 +80,19 @@ class PrivateRedis:
 
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.process = subprocess.Popen(
-            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(self.workdir)],
+            [
+                self.binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.workdir),
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -141,32 +153,56 @@ class Stack:
 
     def release(self) -> None:
         """The `release` line: migrations."""
-        subprocess.run(["sh", "-c", self.lines["release"]], cwd=ROOT, env=self.env, check=True,
-                       stdout=subprocess.DEVNULL, timeout=120)
+        subprocess.run(
+            ["sh", "-c", self.lines["release"]],
+            cwd=ROOT,
+            env=self.env,
+            check=True,
+            stdout=subprocess.DEVNULL,
+            timeout=120,
+        )
 
     def start(self, name: str, command: str | None = None) -> subprocess.Popen[bytes]:
         """Start one process exactly as its Procfile line says (or ``command``), in its own group."""
         handle = self.log_path(name).open("ab")
         process = subprocess.Popen(
             ["sh", "-c", f"exec {command or self.lines[name]}"],
-            cwd=ROOT, env=self.env, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True,
+            cwd=ROOT,
+            env=self.env,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         self.processes[name] = process
         return process
 
     def start_sandbox(self) -> None:
-        self.start("payments", f"flask --app app payments-sandbox --host 127.0.0.1 --port {self.sandbox_port}")
-        wait_for(lambda: requests.get(f"{self.sandbox_url}/v1/payment_intents?limit=1",
-                                      headers={"Authorization": "Bearer sk_test"}, timeout=1).status_code
-                 < 500, 20, what="payment sandbox")
+        self.start(
+            "payments", f"flask --app app payments-sandbox --host 127.0.0.1 --port {self.sandbox_port}"
+        )
+        wait_for(
+            lambda: (
+                requests.get(
+                    f"{self.sandbox_url}/v1/payment_intents?limit=1",
+                    headers={"Authorization": "Bearer sk_test"},
+                    timeout=1,
+                ).status_code
+                < 500
+            ),
+            20,
+            what="payment sandbox",
+        )
 
     def start_honcho(self, names: tuple[str, ...] = ("web", "worker", "beat")) -> None:
         """All of ``names`` under honcho, as `heroku local` / a Procfile runner would."""
         self.start("honcho", "honcho start -f Procfile " + " ".join(names))
 
     def wait_web(self, timeout: float = 60) -> None:
-        wait_for(lambda: requests.get(f"{self.base_url}/readyz", timeout=2).status_code == 200, timeout,
-                 what="web /readyz")
+        wait_for(
+            lambda: requests.get(f"{self.base_url}/readyz", timeout=2).status_code == 200,
+            timeout,
+            what="web /readyz",
+        )
 
     def wait_worker(self, log_name: str = "worker", timeout: float = 60, occurrence: int = 1) -> None:
         wait_for(lambda: self.log(log_name).count(" ready.") >= occurrence, timeout, what="worker ready")
@@ -187,20 +223,16 @@ class Stack:
             except (ProcessLookupError, subprocess.TimeoutExpired):
                 pass
         if process.poll() is None:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
             process.wait(timeout=10)
         return process.returncode
 
     def kill(self, name: str) -> None:
         """SIGKILL the whole process group (e.g. the celery worker and its pool children)."""
         process = self.processes.pop(name)
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         process.wait(timeout=10)
 
     def stop_all(self) -> None:

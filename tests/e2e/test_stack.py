@@ -40,8 +40,9 @@ def test_outbox_message_is_relayed_by_beat_and_handled_by_the_worker(stack: Stac
 
     def processed() -> bool:
         with psycopg.connect(stack.database_url, autocommit=True) as conn:
-            row = conn.execute("SELECT published_at, processed_at FROM outbox WHERE id = %s",
-                               (message_id,)).fetchone()
+            row = conn.execute(
+                "SELECT published_at, processed_at FROM outbox WHERE id = %s", (message_id,)
+            ).fetchone()
         return row is not None and row[0] is not None and row[1] is not None
 
     wait_for(processed, timeout=60, what="outbox message processed")

@@ -10,13 +10,26 @@ def test_heroku_postgres_scheme_is_accepted():
 
 def test_defaults_follow_the_spec():
     s = Settings.from_env({})
-    assert (s.PAYMENT_MAX_ATTEMPTS, s.PAYMENT_BACKOFF_SECONDS, s.PAYMENT_PENDING_TIMEOUT_SECONDS) == (8, 2.0, 900)
-    assert (s.NOTIFY_MAX_ATTEMPTS, s.NOTIFY_BACKOFF_SECONDS, s.NOTIFY_RETRY_INTERVAL_SECONDS) == (5, 10.0, 600)
+    assert (s.PAYMENT_MAX_ATTEMPTS, s.PAYMENT_BACKOFF_SECONDS, s.PAYMENT_PENDING_TIMEOUT_SECONDS) == (
+        8,
+        2.0,
+        900,
+    )
+    assert (s.NOTIFY_MAX_ATTEMPTS, s.NOTIFY_BACKOFF_SECONDS, s.NOTIFY_RETRY_INTERVAL_SECONDS) == (
+        5,
+        10.0,
+        600,
+    )
     assert (s.RECONCILE_INTERVAL_SECONDS, s.OUTBOX_INTERVAL_SECONDS) == (300, 5.0)
     assert s.AUTH_RATE_LIMIT == "10/minute"
     assert s.PAYMENT_DEFAULT_TOKEN == "pm_card_visa"
     assert s.STRIPE_API_BASE == "http://127.0.0.1:12111"
-    assert (s.FEATURE_CACHE_SECONDS, s.JWT_EXPIRES_SECONDS, s.CURRENCY, s.LOG_LEVEL) == (5.0, 3600, "USD", "INFO")
+    assert (s.FEATURE_CACHE_SECONDS, s.JWT_EXPIRES_SECONDS, s.CURRENCY, s.LOG_LEVEL) == (
+        5.0,
+        3600,
+        "USD",
+        "INFO",
+    )
     assert s.DATABASE_URL == "embedded" and s.REDIS_URL == "embedded"
 
 
