@@ -6,6 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
+from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import CheckConstraint, DateTime, Index, Integer, String, Text, text
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import Mapped, mapped_column
@@ -15,6 +16,38 @@ from app.domain.base import Base, new_id, utcnow
 ROLE_CUSTOMER = "customer"
 ROLE_ADMIN = "admin"
 ROLES = (ROLE_CUSTOMER, ROLE_ADMIN)
+
+MIN_PASSWORD_LENGTH = 8
+# argon2 hashes any length, but a megabyte "password" is a cheap way to burn CPU.
+MAX_PASSWORD_LENGTH = 256
+MAX_EMAIL_LENGTH = 320
+ERASED_NAME = "Deleted user"
+
+
+class InvalidEmail(ValueError):
+    """The text is not a usable e-mail address."""
+
+
+def normalise_email(value: str) -> str:
+    """The address as stored: syntax checked, domain lower-cased (no DNS lookup).
+
+    Uniqueness is case-insensitive on the whole address (``lower(email)`` unique index).
+    """
+    if len(value) > MAX_EMAIL_LENGTH:
+        raise InvalidEmail(f"At most {MAX_EMAIL_LENGTH} characters.")
+    try:
+        return validate_email(value.strip(), check_deliverability=False).normalized
+    except EmailNotValidError as exc:
+        raise InvalidEmail(str(exc)) from exc
+
+
+def password_problem(password: str) -> str | None:
+    """Why a new password is not acceptable, or None."""
+    if len(password) < MIN_PASSWORD_LENGTH:
+        return f"At least {MIN_PASSWORD_LENGTH} characters."
+    if len(password) > MAX_PASSWORD_LENGTH:
+        return f"At most {MAX_PASSWORD_LENGTH} characters."
+    return None
 
 
 class User(Base):
@@ -44,3 +77,21 @@ class User(Base):
     @property
     def is_active(self) -> bool:
         return self.deleted_at is None
+
+    def revoke_tokens(self) -> None:
+        """Every access token issued before now stops working (they carry the old version)."""
+        self.token_version = (self.token_version or 1) + 1
+
+    def change_password(self, password_hash: str) -> None:
+        self.password_hash = password_hash
+        self.revoke_tokens()
+
+    def erase(self, now: datetime) -> None:
+        """Delete the account: personal data gone, login and tokens disabled; the row stays
+        because orders and payments still reference it (kept for the books)."""
+        self.name = ERASED_NAME
+        self.email = None
+        self.address = None
+        self.password_hash = None
+        self.revoke_tokens()
+        self.deleted_at = now

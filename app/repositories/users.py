@@ -1,0 +1,47 @@
+"""Queries over users (and the one cart query that erasing an account needs)."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
+
+from app.domain.carts import Cart, CartItem
+from app.domain.users import User
+
+
+class UserRepository:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def add(self, user: User) -> None:
+        self.session.add(user)
+
+    def get_active(self, user_id: uuid.UUID) -> User | None:
+        """The user unless the account was deleted."""
+        stmt = select(User).where(User.id == user_id, User.deleted_at.is_(None))
+        return self.session.scalars(stmt).first()
+
+    def lock_active(self, user_id: uuid.UUID) -> User | None:
+        """``SELECT … FOR UPDATE`` a live account (serialises concurrent updates and deletion)."""
+        stmt = (
+            select(User)
+            .where(User.id == user_id, User.deleted_at.is_(None))
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+        return self.session.scalars(stmt).first()
+
+    def by_email(self, email: str, *, lock: bool = False) -> User | None:
+        """Case-insensitive lookup; served by the ``lower(email)`` unique index."""
+        stmt = select(User).where(func.lower(User.email) == email.lower())
+        if lock:
+            stmt = stmt.with_for_update().execution_options(populate_existing=True)
+        return self.session.scalars(stmt).first()
+
+    def empty_cart(self, user_id: uuid.UUID) -> int:
+        """Delete every line of the user's cart (the cart row itself keeps its id); returns how many."""
+        cart_ids = select(Cart.id).where(Cart.user_id == user_id)
+        result = self.session.execute(delete(CartItem).where(CartItem.cart_id.in_(cart_ids)))
+        return int(result.rowcount or 0)  # type: ignore[attr-defined]

@@ -1,0 +1,180 @@
+"""Account use cases: sign up, log in, view, update and delete an account; create an admin."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+
+from app.adapters.passwords import hash_password, needs_rehash, verify_password
+from app.domain.actors import Actor
+from app.domain.base import new_id, utcnow
+from app.domain.errors import DuplicateEmail, NotFound, Unauthorized, ValidationFailed
+from app.domain.users import (
+    ROLE_ADMIN,
+    ROLE_CUSTOMER,
+    InvalidEmail,
+    User,
+    normalise_email,
+    password_problem,
+)
+from app.repositories.users import UserRepository
+from app.services.unit_of_work import UnitOfWork
+
+EMAIL_UNIQUE_INDEX = "uq_users_email_lower"
+UPDATABLE_FIELDS = frozenset({"name", "address", "password"})
+
+
+def _is_duplicate_email(exc: IntegrityError) -> bool:
+    diag = getattr(exc.orig, "diag", None)
+    return getattr(diag, "constraint_name", None) == EMAIL_UNIQUE_INDEX
+
+
+def _duplicate(email: str) -> DuplicateEmail:
+    return DuplicateEmail(f"An account with the email {email!r} already exists")
+
+
+def _checked_email(email: str) -> str:
+    try:
+        return normalise_email(email)
+    except InvalidEmail as exc:
+        raise ValidationFailed("The email is not valid", {"email": [str(exc)]}) from exc
+
+
+def _checked_password(password: str) -> str:
+    problem = password_problem(password)
+    if problem:
+        raise ValidationFailed("The password is not acceptable", {"password": [problem]})
+    return password
+
+
+def register_user(name: str, email: str, password: str, address: Mapping[str, Any] | None) -> User:
+    """Create a customer account; a taken email (case-insensitively) is ``DuplicateEmail``."""
+    email = _checked_email(email)
+    # Hashing is slow on purpose: do it before the transaction opens.
+    password_hash = hash_password(_checked_password(password))
+    with UnitOfWork() as uow:
+        user = User(
+            id=new_id(),
+            name=name,
+            email=email,
+            password_hash=password_hash,
+            address=dict(address) if address is not None else None,
+            role=ROLE_CUSTOMER,
+            token_version=1,
+        )
+        UserRepository(uow.session).add(user)
+        try:
+            # The unique index decides, so two concurrent sign-ups cannot both win.
+            uow.flush()
+        except IntegrityError as exc:
+            if _is_duplicate_email(exc):
+                raise _duplicate(email) from exc
+            raise
+        uow.commit()
+    return user
+
+
+def authenticate(email: str, password: str) -> User:
+    """The account these credentials open; ``Unauthorized`` alike for unknown email and wrong password."""
+    with UnitOfWork() as uow:
+        user = UserRepository(uow.session).by_email(email.strip())
+        # With no user, verify_password checks against a dummy hash, so the time taken does not
+        # reveal whether the email is registered.
+        valid = verify_password(user.password_hash if user is not None else None, password)
+        if user is None or not valid or not user.is_active:
+            raise Unauthorized("The email or password is incorrect")
+        if user.password_hash and needs_rehash(user.password_hash):
+            user.password_hash = hash_password(password)
+            uow.commit()
+        else:
+            uow.session.expunge(user)  # loaded: it outlives the read-only transaction
+        return user
+
+
+def _visible_user(repo: UserRepository, actor: Actor, user_id: uuid.UUID, *, lock: bool) -> User:
+    if not actor.may_access(user_id):
+        raise NotFound("The user was not found")
+    user = repo.lock_active(user_id) if lock else repo.get_active(user_id)
+    if user is None:
+        raise NotFound("The user was not found")
+    return user
+
+
+def get_user(actor: Actor, user_id: uuid.UUID) -> User:
+    """A live account, for its owner or an admin."""
+    with UnitOfWork() as uow:
+        user = _visible_user(UserRepository(uow.session), actor, user_id, lock=False)
+        uow.session.expunge(user)  # loaded: it outlives the read-only transaction
+        return user
+
+
+def update_user(actor: Actor, user_id: uuid.UUID, changes: Mapping[str, Any]) -> User:
+    """Change name, address and/or password; a new password revokes every earlier token."""
+    unknown = set(changes) - UPDATABLE_FIELDS
+    if unknown:
+        raise ValidationFailed(
+            "These fields cannot be changed", {name: ["Unknown field."] for name in sorted(unknown)}
+        )
+    new_hash = None
+    if changes.get("password") is not None:
+        new_hash = hash_password(_checked_password(changes["password"]))
+    with UnitOfWork() as uow:
+        user = _visible_user(UserRepository(uow.session), actor, user_id, lock=True)
+        if "name" in changes:
+            user.name = changes["name"]
+        if "address" in changes:
+            user.address = dict(changes["address"]) if changes["address"] is not None else None
+        if new_hash is not None:
+            user.change_password(new_hash)
+        uow.commit()
+    return user
+
+
+def delete_user(actor: Actor, user_id: uuid.UUID) -> None:
+    """Erase the account's personal data, disable its login and tokens and empty its cart.
+
+    Orders and payments keep referring to the (anonymised) row, for the books.
+    """
+    with UnitOfWork() as uow:
+        repo = UserRepository(uow.session)
+        user = _visible_user(repo, actor, user_id, lock=True)
+        user.erase(utcnow())
+        repo.empty_cart(user.id)
+        uow.commit()
+
+
+def create_admin(email: str, password: str, name: str = "Administrator") -> tuple[User, bool]:
+    """Create an admin account, or promote the account with this email (and set its password).
+
+    Returns the user and whether it was created. Used by ``flask create-admin``.
+    """
+    email = _checked_email(email)
+    password_hash = hash_password(_checked_password(password))
+    with UnitOfWork() as uow:
+        repo = UserRepository(uow.session)
+        user = repo.by_email(email, lock=True)
+        created = user is None
+        if user is None:
+            user = User(
+                id=new_id(),
+                name=name,
+                email=email,
+                password_hash=password_hash,
+                role=ROLE_ADMIN,
+                token_version=1,
+            )
+            repo.add(user)
+            try:
+                uow.flush()
+            except IntegrityError as exc:  # created concurrently: run the command again
+                if _is_duplicate_email(exc):
+                    raise _duplicate(email) from exc
+                raise
+        else:
+            user.role = ROLE_ADMIN
+            user.change_password(password_hash)
+        uow.commit()
+    return user, created
