@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import uuid
+
 from celery import shared_task
+from flask import current_app
 
 from app.adapters import queue
+from app.adapters.mailer import SmtpMailer
 from app.extensions import db
-from app.services import outbox
+from app.services import notifications, outbox, reconciliation
 
 
 @shared_task(name=queue.DISPATCH_EVENT, acks_late=True, bind=True, max_retries=10)
@@ -15,10 +19,42 @@ def dispatch_event(self, outbox_id: int) -> bool:  # type: ignore[no-untyped-def
     try:
         return outbox.handle_message(db.session, outbox_id)
     except queue.BrokerUnavailable as exc:
-        raise self.retry(exc=exc, countdown=min(60, 2 ** self.request.retries)) from exc
+        raise self.retry(exc=exc, countdown=min(60, 2**self.request.retries)) from exc
 
 
 @shared_task(name=queue.RELAY_OUTBOX, acks_late=True)
 def relay_outbox() -> int:
     """Beat: publish outbox messages that were not published after their commit."""
     return outbox.relay_outbox(db.session)
+
+
+@shared_task(name=queue.DELIVER_NOTIFICATION, acks_late=True, bind=True, max_retries=None)
+def deliver_notification(self, notification_id: str) -> str:  # type: ignore[no-untyped-def]
+    """Send one notification; a failure is retried with backoff until NOTIFY_MAX_ATTEMPTS (then FAILED)."""
+    config = current_app.config
+    result = notifications.deliver_notification(
+        uuid.UUID(notification_id),
+        mailer=SmtpMailer.from_config(config),
+        max_attempts=int(config["NOTIFY_MAX_ATTEMPTS"]),
+        backoff_seconds=float(config["NOTIFY_BACKOFF_SECONDS"]),
+    )
+    if result.retry_in is not None:
+        # The attempt count lives in the database, so Celery's own retry limit is not used.
+        raise self.retry(countdown=result.retry_in)
+    return result.status
+
+
+@shared_task(name=queue.RETRY_FAILED_NOTIFICATIONS, acks_late=True)
+def retry_failed_notifications() -> int:
+    """Beat: queue FAILED notifications younger than 24 h again (and PENDING ones whose delivery was lost)."""
+    return notifications.retry_due_notifications()
+
+
+@shared_task(name=queue.RECONCILE_STOCK, acks_late=True)
+def reconcile_stock(reconciliation_id: str | None = None) -> str | None:
+    """Beat (or admin): expire stale PENDING orders, then correct stock drift to the ledger."""
+    run = reconciliation.run_reconciliation(
+        reconciliation_id=uuid.UUID(reconciliation_id) if reconciliation_id else None,
+        payment_timeout_seconds=int(current_app.config["PAYMENT_PENDING_TIMEOUT_SECONDS"]),
+    )
+    return run.status if run is not None else None

@@ -1,0 +1,182 @@
+"""E-mail over SMTP, behind a circuit breaker whose state lives in Redis (shared by every worker).
+
+``SMTP_URL`` forms: ``smtp://host:port`` (plain), ``smtp://host:port?starttls=true`` (STARTTLS),
+``smtps://host:port`` (implicit TLS); ``user:password@`` in the URL logs in. Every connection has
+a socket timeout, so a hung server costs one attempt, not a worker.
+"""
+
+from __future__ import annotations
+
+import smtplib
+import ssl
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from email.message import EmailMessage
+from email.utils import formatdate, parseaddr
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import pybreaker
+import redis
+from redis.exceptions import RedisError
+
+from app.log import get_logger
+
+log = get_logger(__name__)
+
+BREAKER_NAMESPACE = "oms-smtp"
+_TRUE = {"1", "true", "yes", "on"}
+
+
+class MailerError(RuntimeError):
+    """A message could not be handed to the SMTP server; the caller decides about retries."""
+
+
+class MailerUnavailable(MailerError):
+    """The circuit is open: the server failed repeatedly, so no connection was even attempted."""
+
+
+@dataclass(frozen=True)
+class OutgoingEmail:
+    message_id: str  # stable per notification, so a receiver can spot a duplicate
+    recipient: str
+    subject: str
+    text: str
+    html: str
+
+
+@dataclass(frozen=True)
+class SmtpEndpoint:
+    host: str
+    port: int
+    implicit_tls: bool = False
+    starttls: bool = False
+    username: str | None = None
+    password: str | None = None
+
+    @classmethod
+    def from_url(cls, url: str) -> SmtpEndpoint:
+        parts = urlsplit(url)
+        if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
+            raise ValueError(f"SMTP_URL must look like smtp://host:port or smtps://host:port, got {url!r}")
+        implicit_tls = parts.scheme == "smtps"
+        query = {k: v[-1].lower() for k, v in parse_qs(parts.query).items()}
+        return cls(
+            host=parts.hostname,
+            port=parts.port or (465 if implicit_tls else 25),
+            implicit_tls=implicit_tls,
+            starttls=not implicit_tls and query.get("starttls", "") in _TRUE,
+            username=unquote(parts.username) if parts.username else None,
+            password=unquote(parts.password) if parts.password else None,
+        )
+
+
+def message_domain(mail_from: str) -> str:
+    """The right-hand side of our Message-IDs: the sender's domain."""
+    _, address = parseaddr(mail_from)
+    return address.rpartition("@")[2] or "oms"
+
+
+def build_message(email: OutgoingEmail, mail_from: str) -> EmailMessage:
+    """A multipart/alternative message: plain text first, HTML as the preferred alternative."""
+    message = EmailMessage()
+    message["From"] = mail_from
+    message["To"] = email.recipient
+    message["Subject"] = email.subject
+    message["Date"] = formatdate(localtime=False, usegmt=True)
+    message["Message-ID"] = f"<{email.message_id}@{message_domain(mail_from)}>"
+    message["Auto-Submitted"] = "auto-generated"
+    message.set_content(email.text)
+    message.add_alternative(email.html, subtype="html")
+    return message
+
+
+def _is_permanent_rejection(exc: BaseException) -> bool:
+    """The server answered and refused this message (5xx): it is up, so the breaker ignores it."""
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        return True
+    return isinstance(exc, smtplib.SMTPResponseException) and 500 <= exc.smtp_code < 600
+
+
+class _RedisStorage(pybreaker.CircuitRedisStorage):
+    """pybreaker's Redis storage, but constructible while Redis is down (it then acts closed)."""
+
+    def _initialize_redis_state(self, state: str) -> None:
+        try:
+            super()._initialize_redis_state(state)
+        except RedisError as exc:
+            log.warning("breaker_storage_unavailable", breaker=BREAKER_NAMESPACE, error=str(exc))
+
+
+_breakers: dict[str, pybreaker.CircuitBreaker] = {}
+_breakers_lock = threading.Lock()
+
+
+def smtp_breaker(redis_url: str, fail_max: int, reset_timeout: float) -> pybreaker.CircuitBreaker:
+    """The process's breaker for SMTP; its state and counters are shared through Redis."""
+    with _breakers_lock:
+        breaker = _breakers.get(redis_url)
+        if breaker is None:
+            client = redis.Redis.from_url(redis_url, socket_connect_timeout=0.5, socket_timeout=0.5)
+            breaker = pybreaker.CircuitBreaker(
+                fail_max=fail_max,
+                reset_timeout=reset_timeout,
+                exclude=[_is_permanent_rejection],
+                state_storage=_RedisStorage(pybreaker.STATE_CLOSED, client, namespace=BREAKER_NAMESPACE),
+                name="smtp",
+                # Keep the real error of the attempt that trips the breaker (it goes to lastError).
+                throw_new_error_on_trip=False,
+            )
+            _breakers[redis_url] = breaker
+        breaker.fail_max = fail_max
+        breaker.reset_timeout = reset_timeout
+        return breaker
+
+
+class SmtpMailer:
+    def __init__(
+        self, endpoint: SmtpEndpoint, mail_from: str, timeout: float, breaker: pybreaker.CircuitBreaker
+    ) -> None:
+        self.endpoint = endpoint
+        self.mail_from = mail_from
+        self.timeout = timeout
+        self.breaker = breaker
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> SmtpMailer:
+        return cls(
+            SmtpEndpoint.from_url(str(config["SMTP_URL"])),
+            str(config["MAIL_FROM"]),
+            float(config["SMTP_TIMEOUT_SECONDS"]),
+            smtp_breaker(
+                str(config["REDIS_URL"]),
+                int(config["SMTP_BREAKER_FAIL_MAX"]),
+                float(config["SMTP_BREAKER_RESET_SECONDS"]),
+            ),
+        )
+
+    def send(self, email: OutgoingEmail) -> None:
+        """Hand one message to the server; raises ``MailerError`` (``MailerUnavailable`` if open)."""
+        message = build_message(email, self.mail_from)
+        try:
+            self.breaker.call(self._deliver, message, email.recipient)
+        except pybreaker.CircuitBreakerError as exc:
+            raise MailerUnavailable(f"SMTP circuit open: {exc}") from exc
+        except (OSError, smtplib.SMTPException) as exc:
+            raise MailerError(f"{type(exc).__name__}: {exc}".strip()) from exc
+
+    def _deliver(self, message: EmailMessage, recipient: str) -> None:
+        e = self.endpoint
+        context = ssl.create_default_context()
+        smtp: smtplib.SMTP
+        if e.implicit_tls:
+            smtp = smtplib.SMTP_SSL(e.host, e.port, timeout=self.timeout, context=context)
+        else:
+            smtp = smtplib.SMTP(e.host, e.port, timeout=self.timeout)
+        with smtp:
+            if e.starttls:
+                smtp.starttls(context=context)
+            if e.username:
+                smtp.login(e.username, e.password or "")
+            smtp.send_message(message, to_addrs=[recipient])

@@ -1,0 +1,56 @@
+"""Feature toggles (admin): list them and switch them on or off."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import marshmallow as ma
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from app.api.schemas import StrictSchema
+from app.api.security import admin_only, current_actor
+from app.domain.operations import Feature
+from app.services import features as service
+
+blp = Blueprint(
+    "features",
+    __name__,
+    description="Feature toggles, stored in Postgres and read through a cache of at most "
+    "FEATURE_CACHE_SECONDS in every process. `checkout` off: POST /orders answers 503.",
+)
+
+
+class FeatureSchema(ma.Schema):
+    name = ma.fields.String(required=True, metadata={"example": "checkout"})
+    enabled = ma.fields.Boolean(required=True)
+    description = ma.fields.String(required=True)
+
+
+class FeatureListSchema(ma.Schema):
+    items = ma.fields.List(ma.fields.Nested(FeatureSchema), required=True)
+
+
+class FeatureUpdateSchema(StrictSchema):
+    # Only JSON booleans: "true" or 1 are validation errors, not silently coerced.
+    enabled = ma.fields.Boolean(required=True, truthy={True}, falsy={False})
+
+
+@blp.route("/admin/features")
+class Features(MethodView):
+    @admin_only
+    @blp.response(200, FeatureListSchema)
+    def get(self) -> dict[str, Any]:
+        """List the feature toggles (admin)."""
+        return {"items": service.list_features(current_actor())}
+
+
+@blp.route("/admin/features/<string:name>")
+class FeatureByName(MethodView):
+    @admin_only
+    @blp.arguments(FeatureUpdateSchema)
+    @blp.response(200, FeatureSchema)
+    @blp.alt_response(404, response="NOT_FOUND", description="No feature has this name")
+    def put(self, data: dict[str, Any], name: str) -> Feature:
+        """Switch a feature toggle on or off (admin)."""
+        return service.set_feature(current_actor(), name, data["enabled"])

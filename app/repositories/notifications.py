@@ -1,0 +1,111 @@
+"""Queries over notifications, and the facts their e-mails are written from."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, func, or_, select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session
+
+from app.domain.notifications import N_FAILED, N_PENDING, Notification
+from app.domain.orders import Order, OrderItem
+from app.domain.payments import Payment
+from app.domain.users import User
+
+
+@dataclass(frozen=True)
+class OrderFacts:
+    """What a notification about an order says: the order, its lines and its payment."""
+
+    order: Order
+    items: list[OrderItem]
+    payment: Payment | None
+
+
+class NotificationRepository:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def insert_if_absent(self, values: dict[str, Any]) -> uuid.UUID | None:
+        """``INSERT … ON CONFLICT (event_id, channel) DO NOTHING``: the new id, or None if it existed."""
+        stmt = (
+            insert(Notification)
+            .values(**values)
+            .on_conflict_do_nothing(index_elements=[Notification.event_id, Notification.channel])
+            .returning(Notification.id)
+        )
+        return self.session.scalar(stmt)
+
+    def find_by_event(self, event_id: int, channel: str) -> Notification | None:
+        stmt = select(Notification).where(Notification.event_id == event_id, Notification.channel == channel)
+        return self.session.scalars(stmt).first()
+
+    def get(self, notification_id: uuid.UUID) -> Notification | None:
+        return self.session.get(Notification, notification_id)
+
+    def lock(self, notification_id: uuid.UUID, *, skip_locked: bool = False) -> Notification | None:
+        """``SELECT … FOR UPDATE`` (``SKIP LOCKED``: None while another worker is sending it)."""
+        stmt = (
+            select(Notification)
+            .where(Notification.id == notification_id)
+            .with_for_update(skip_locked=skip_locked)
+            .execution_options(populate_existing=True)
+        )
+        return self.session.scalars(stmt).first()
+
+    def page_for_user(self, user_id: uuid.UUID, page: int, page_size: int) -> tuple[list[Notification], int]:
+        condition = Notification.user_id == user_id
+        total = self.session.scalar(select(func.count()).select_from(Notification).where(condition)) or 0
+        rows = self.session.scalars(
+            select(Notification)
+            .where(condition)
+            .order_by(Notification.created_at.desc(), Notification.id.desc())
+            .limit(page_size)
+            .offset((page - 1) * page_size)
+        )
+        return list(rows), int(total)
+
+    def lock_due_for_retry(
+        self, *, created_after: datetime, overdue_before: datetime, limit: int
+    ) -> list[Notification]:
+        """FAILED ones, and PENDING ones whose queued delivery is long overdue (lost by the broker).
+
+        Only notifications created after ``created_after`` and with a recipient; rows being
+        delivered right now are skipped (``SKIP LOCKED``).
+        """
+        stmt = (
+            select(Notification)
+            .where(
+                Notification.created_at > created_after,
+                Notification.recipient.is_not(None),
+                or_(
+                    Notification.status == N_FAILED,
+                    and_(Notification.status == N_PENDING, Notification.next_attempt_at < overdue_before),
+                ),
+            )
+            .order_by(Notification.created_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        return list(self.session.scalars(stmt))
+
+    # ---- the facts an e-mail is written from --------------------------------------------------
+
+    def user(self, user_id: uuid.UUID) -> User | None:
+        return self.session.get(User, user_id)
+
+    def order_facts(self, order_id: uuid.UUID) -> OrderFacts | None:
+        order = self.session.get(Order, order_id)
+        if order is None:
+            return None
+        items = list(
+            self.session.scalars(
+                select(OrderItem).where(OrderItem.order_id == order_id).order_by(OrderItem.product_name)
+            )
+        )
+        payment = self.session.scalars(select(Payment).where(Payment.order_id == order_id)).first()
+        return OrderFacts(order=order, items=items, payment=payment)

@@ -1,0 +1,164 @@
+"""Queries of the stock reconciliation: stale orders, ledger drift (set-based) and run records.
+
+Drift is found and corrected in a constant number of statements, however many products there
+are: no per-product round trips.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import ARRAY, Engine, bindparam, func, select, text, update
+from sqlalchemy.dialects.postgresql import UUID
+from sqlalchemy.orm import Session
+
+from app.domain.operations import R_FAILED, RUNNING, Reconciliation
+from app.domain.orders import PLACED, Order
+from app.domain.payments import PENDING, Payment
+
+_IDS = bindparam("ids", type_=ARRAY(UUID(as_uuid=True)))
+
+
+@dataclass(frozen=True)
+class StockCorrection:
+    product_id: uuid.UUID
+    stock_before: int
+    stock_after: int
+
+
+@contextmanager
+def advisory_lock(engine: Engine, key: int) -> Iterator[bool]:
+    """``pg_try_advisory_lock`` on a connection of its own, held for the block; yields whether we got it.
+
+    A session-level lock outlives the transactions of the work it guards, and is released when
+    the block ends — or by Postgres itself if the process dies and its connection closes.
+    """
+    with engine.connect() as connection:
+        acquired = bool(connection.scalar(select(func.pg_try_advisory_lock(key))))
+        connection.commit()  # idle, not idle-in-transaction, while the lock is held
+        try:
+            yield acquired
+        finally:
+            if acquired:
+                connection.scalar(select(func.pg_advisory_unlock(key)))
+                connection.commit()
+
+
+class ReconciliationRepository:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    # ---- run records -----------------------------------------------------------------------------
+
+    def add(self, run: Reconciliation) -> None:
+        self.session.add(run)
+
+    def get(self, reconciliation_id: uuid.UUID) -> Reconciliation | None:
+        return self.session.get(Reconciliation, reconciliation_id)
+
+    def fail_abandoned_runs(self, started_before: datetime, keep: uuid.UUID, now: datetime) -> None:
+        """RUNNING records left by a worker that died mid-run (called while holding the lock)."""
+        self.session.execute(
+            update(Reconciliation)
+            .where(
+                Reconciliation.status == RUNNING,
+                Reconciliation.started_at < started_before,
+                Reconciliation.id != keep,
+            )
+            .values(status=R_FAILED, finished_at=now, error="abandoned: the run never finished")
+        )
+
+    def allow_long_statements(self, seconds: int) -> None:
+        """This transaction only: a catalogue-wide aggregate may outlast the request timeout."""
+        self.session.execute(text(f"SET LOCAL statement_timeout = '{int(seconds)}s'"))
+
+    # ---- step 1: orders whose payment stayed PENDING too long ------------------------------------
+
+    def stale_pending_orders(self, placed_before: datetime, limit: int) -> list[uuid.UUID]:
+        stmt = (
+            select(Order.id)
+            .join(Payment, Payment.order_id == Order.id)
+            .where(Order.status == PLACED, Payment.status == PENDING, Payment.created_at < placed_before)
+            .order_by(Payment.created_at)
+            .limit(limit)
+        )
+        return list(self.session.scalars(stmt))
+
+    def lock_stale_pending_order(self, order_id: uuid.UUID, placed_before: datetime) -> bool:
+        """Lock the order and its payment if still stale; False if gone or busy (``SKIP LOCKED``).
+
+        Skipping a locked order means the run never waits on a checkout, a charge or a
+        cancellation in progress; the next run looks again.
+        """
+        stmt = (
+            select(Order.id)
+            .join(Payment, Payment.order_id == Order.id)
+            .where(
+                Order.id == order_id,
+                Order.status == PLACED,
+                Payment.status == PENDING,
+                Payment.created_at < placed_before,
+            )
+            .with_for_update(skip_locked=True)
+        )
+        return self.session.scalar(stmt) is not None
+
+    # ---- step 2: stock against the ledger ---------------------------------------------------------
+
+    def find_drift(self) -> tuple[int, list[uuid.UUID]]:
+        """One statement: how many products there are, and which have ``stock != sum(ledger)``."""
+        row = self.session.execute(
+            text(
+                """
+                SELECT count(*) AS checked,
+                       coalesce(array_agg(p.id ORDER BY p.id)
+                                FILTER (WHERE p.stock <> coalesce(l.total, 0)), '{}') AS drifted
+                FROM products p
+                LEFT JOIN (SELECT product_id, sum(delta) AS total
+                           FROM stock_movements GROUP BY product_id) l ON l.product_id = p.id
+                """
+            )
+        ).one()
+        return int(row.checked), list(row.drifted)
+
+    def lock_products(self, product_ids: Sequence[uuid.UUID]) -> None:
+        """``FOR UPDATE`` in id order (as checkout does), in one statement."""
+        self.session.execute(
+            text("SELECT id FROM products WHERE id = ANY(:ids) ORDER BY id FOR UPDATE").bindparams(_IDS),
+            {"ids": list(product_ids)},
+        )
+
+    def correct_drift(self, product_ids: Sequence[uuid.UUID]) -> list[StockCorrection]:
+        """Set each product's stock to its ledger balance; returns what changed.
+
+        Run after ``lock_products`` in the same transaction: this statement's snapshot is taken
+        after the locks are held, so no stock change can commit between what it reads and what
+        it writes (every stock change locks its product first).
+        """
+        rows = self.session.execute(
+            text(
+                """
+                WITH ledger AS (
+                    SELECT product_id, sum(delta) AS total
+                    FROM stock_movements WHERE product_id = ANY(:ids) GROUP BY product_id
+                ), target AS (
+                    SELECT p.id, p.stock AS stock_before, greatest(coalesce(l.total, 0), 0) AS stock_after
+                    FROM products p LEFT JOIN ledger l ON l.product_id = p.id
+                    WHERE p.id = ANY(:ids)
+                )
+                UPDATE products AS p SET stock = t.stock_after, updated_at = now()
+                FROM target t
+                WHERE p.id = t.id AND p.stock <> t.stock_after
+                RETURNING p.id, t.stock_before, p.stock AS stock_after
+                """
+            ).bindparams(_IDS),
+            {"ids": list(product_ids)},
+        ).all()
+        return sorted(
+            (StockCorrection(r.id, int(r.stock_before), int(r.stock_after)) for r in rows),
+            key=lambda c: c.product_id,
+        )

@@ -1,0 +1,267 @@
+"""Notifications: the observer that turns domain events into e-mails, and their delivery.
+
+``notify_customer`` is registered in the message bus for every customer-facing event. It runs
+after the event's transaction committed (dispatched from the outbox), creates at most one
+notification per event and channel (``ON CONFLICT DO NOTHING`` on the unique index, keyed by the
+outbox id) and queues its delivery. A re-delivered event finds the notification and, while it is
+still PENDING, queues the delivery again — harmless, since delivery locks the row and never
+sends a SENT notification twice.
+
+Users whose data were erased have no e-mail address: their notification is recorded FAILED
+with ``lastError`` "no recipient" (an audit trail that the event happened) and never retried.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any, Protocol
+
+from sqlalchemy.orm import Session
+
+from app.adapters.email_templates import render_email, render_html
+from app.adapters.mailer import MailerError, OutgoingEmail
+from app.adapters.queue import DELIVER_NOTIFICATION, BrokerUnavailable, send_task
+from app.domain.actors import Actor
+from app.domain.base import new_id, utcnow
+from app.domain.errors import Conflict, Forbidden, NotFound
+from app.domain.events import Event, OrderCancelled, PaymentFailed
+from app.domain.notifications import (
+    CHANNEL_EMAIL,
+    N_FAILED,
+    N_PENDING,
+    N_SENT,
+    NO_RECIPIENT,
+    Notification,
+    retry_delay,
+)
+from app.domain.payments import COMPLETED, REFUNDED
+from app.log import get_logger
+from app.repositories.notifications import NotificationRepository, OrderFacts
+from app.services.unit_of_work import UnitOfWork
+
+if TYPE_CHECKING:
+    from app.services.messagebus import EventContext
+
+log = get_logger(__name__)
+
+# FAILED notifications younger than this are queued again by the retry job.
+RETRY_WINDOW = timedelta(hours=24)
+# A PENDING notification whose attempt is overdue by this much lost its queued delivery.
+LOST_DELIVERY_GRACE = timedelta(minutes=5)
+RETRY_BATCH = 500
+
+
+class Mailer(Protocol):
+    def send(self, email: OutgoingEmail) -> None: ...
+
+
+# ---- the observer ---------------------------------------------------------------------------------
+
+
+def notify_customer(event: Event, context: EventContext) -> None:
+    """Handler: one e-mail notification per event (idempotent), then queue its delivery."""
+    with UnitOfWork(relay_after_commit=False) as uow:
+        notification = record_notification(uow.session, event, context.event_id)
+        uow.commit()
+    if notification is not None and notification.deliverable:
+        # BrokerUnavailable propagates: the event stays unprocessed and is dispatched again, and
+        # the notification, still PENDING, is queued then.
+        send_task(DELIVER_NOTIFICATION, [str(notification.id)], request_id=context.request_id)
+
+
+def record_notification(session: Session, event: Event, event_id: int) -> Notification | None:
+    """Create the notification of ``event`` unless it exists; returns it (None: no such user)."""
+    repo = NotificationRepository(session)
+    existing = repo.find_by_event(event_id, CHANNEL_EMAIL)
+    if existing is not None:
+        return existing
+    user_id = uuid.UUID(str(event.user_id))  # type: ignore[attr-defined]
+    user = repo.user(user_id)
+    if user is None:
+        log.warning("notification_without_user", notification_event=event.name, user_id=str(user_id))
+        return None
+    order_id_raw = getattr(event, "order_id", None)
+    order_id = uuid.UUID(str(order_id_raw)) if order_id_raw else None
+    facts = repo.order_facts(order_id) if order_id else None
+    rendered = render_email(event.name, _template_context(event, user.name, facts))
+    now = utcnow()
+    recipient = user.email if user.deleted_at is None else None
+    values: dict[str, Any] = {
+        "id": new_id(),
+        "user_id": user_id,
+        "order_id": order_id,
+        "event_id": event_id,
+        "event": event.name,
+        "channel": CHANNEL_EMAIL,
+        "recipient": recipient,
+        "subject": rendered.subject,
+        "message": rendered.text,
+        "status": N_PENDING if recipient else N_FAILED,
+        "attempts": 0,
+        "last_error": None if recipient else NO_RECIPIENT,
+        "created_at": now,
+        "next_attempt_at": now if recipient else None,
+    }
+    repo.insert_if_absent(values)  # a concurrent handler may have won: either way, read it back
+    return repo.find_by_event(event_id, CHANNEL_EMAIL)
+
+
+def _money(value: Decimal | None) -> str:
+    return f"{(value or Decimal('0')):.2f}"
+
+
+def _template_context(event: Event, name: str | None, facts: OrderFacts | None) -> dict[str, Any]:
+    order: dict[str, Any] = {"id": "", "reference": "", "currency": "", "total": "0.00", "lines": []}
+    refund_pending = False
+    if facts is not None:
+        order = {
+            "id": str(facts.order.id),
+            "reference": str(facts.order.id)[-8:].upper(),
+            "currency": facts.order.currency,
+            "total": _money(facts.order.total_amount),
+            "lines": [
+                {"name": i.product_name, "quantity": i.quantity, "subtotal": _money(i.line_total)}
+                for i in facts.items
+            ],
+        }
+        refund_pending = facts.payment is not None and facts.payment.status in (COMPLETED, REFUNDED)
+    reason = None
+    if isinstance(event, OrderCancelled | PaymentFailed):
+        reason = event.reason
+    return {"name": name, "order": order, "reason": reason, "payment_refund_pending": refund_pending}
+
+
+# ---- delivery ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DeliveryResult:
+    status: str  # SENT, FAILED, PENDING (retry due in ``retry_in`` seconds) or SKIPPED
+    retry_in: float | None = None
+
+
+SKIPPED = "SKIPPED"
+
+
+def deliver_notification(
+    notification_id: uuid.UUID,
+    *,
+    mailer: Mailer,
+    max_attempts: int,
+    backoff_seconds: float,
+) -> DeliveryResult:
+    """One delivery attempt. The row stays locked while the message is handed to SMTP.
+
+    So two workers never send the same notification at once (the second skips it), and a SENT
+    one is never sent again. If the commit after a successful send is lost, the next attempt
+    sends again with the same ``Message-ID``, which lets a receiver recognise the duplicate.
+    """
+    with UnitOfWork(relay_after_commit=False) as uow:
+        notification = NotificationRepository(uow.session).lock(notification_id, skip_locked=True)
+        if notification is None or notification.status != N_PENDING:
+            return DeliveryResult(SKIPPED)
+        if notification.recipient is None:
+            notification.mark_undeliverable(NO_RECIPIENT)
+            uow.commit()
+            return DeliveryResult(N_FAILED)
+        email = OutgoingEmail(
+            message_id=str(notification.id),
+            recipient=notification.recipient,
+            subject=notification.subject,
+            text=notification.message,
+            html=render_html(notification.subject, notification.message, str(notification.id)),
+        )
+        now = utcnow()
+        try:
+            mailer.send(email)
+        except MailerError as exc:
+            delay = retry_delay(notification.attempts + 1, backoff_seconds)
+            again = notification.record_failure(str(exc), now=now, max_attempts=max_attempts, delay=delay)
+            attempts = notification.attempts
+            uow.commit()
+            log.warning(
+                "notification_send_failed",
+                notification_id=str(notification_id),
+                attempts=attempts,
+                error=str(exc),
+                retry_in=delay if again else None,
+            )
+            return DeliveryResult(N_PENDING, delay) if again else DeliveryResult(N_FAILED)
+        notification.mark_sent(now)
+        uow.commit()
+        log.info("notification_sent", notification_id=str(notification_id))
+        return DeliveryResult(N_SENT)
+
+
+def retry_due_notifications(now: datetime | None = None) -> int:
+    """Beat job: queue FAILED notifications younger than 24 h again (each gets a new round of
+    ``NOTIFY_MAX_ATTEMPTS`` attempts), and PENDING ones whose queued delivery was lost."""
+    now = now or utcnow()
+    with UnitOfWork(relay_after_commit=False) as uow:
+        due = NotificationRepository(uow.session).lock_due_for_retry(
+            created_after=now - RETRY_WINDOW, overdue_before=now - LOST_DELIVERY_GRACE, limit=RETRY_BATCH
+        )
+        for notification in due:
+            if notification.status == N_FAILED:
+                notification.start_new_round(now)
+            else:
+                notification.next_attempt_at = now
+        ids = [str(n.id) for n in due]
+        uow.commit()
+    queued = 0
+    for notification_id in ids:
+        try:
+            send_task(DELIVER_NOTIFICATION, [notification_id])
+        except BrokerUnavailable:
+            break  # they are due: the next run queues them
+        queued += 1
+    if ids:
+        log.info("notifications_requeued", count=queued, due=len(ids))
+    return queued
+
+
+def retry_notification(actor: Actor, notification_id: uuid.UUID) -> Notification:
+    """Admin: queue one notification again now (FAILED → a new round; PENDING → queued again)."""
+    if not (actor.is_admin or actor.is_system):
+        raise Forbidden("This operation is reserved to administrators")
+    with UnitOfWork(relay_after_commit=False) as uow:
+        notification = NotificationRepository(uow.session).lock(notification_id)
+        if notification is None:
+            raise NotFound("The notification was not found")
+        if notification.status == N_SENT:
+            raise Conflict("The notification was already sent; it is never sent twice")
+        if notification.recipient is None:
+            raise Conflict("The notification has no recipient (the user's data were erased)")
+        now = utcnow()
+        if notification.status == N_FAILED:
+            notification.start_new_round(now)
+        else:
+            notification.next_attempt_at = now
+        uow.commit()
+        uow.session.refresh(notification)
+        uow.session.expunge(notification)
+    try:
+        send_task(DELIVER_NOTIFICATION, [str(notification.id)])
+    except BrokerUnavailable:
+        # Committed as due: the retry job queues it once the broker is back.
+        log.warning("notification_retry_not_queued", notification_id=str(notification_id))
+    return notification
+
+
+def list_user_notifications(
+    actor: Actor, user_id: uuid.UUID, page: int, page_size: int
+) -> tuple[list[Notification], int]:
+    """A user's notifications, newest first: the user's own, or any user's for an admin."""
+    if not actor.may_access(user_id):
+        raise NotFound("The user was not found")
+    with UnitOfWork() as uow:
+        repo = NotificationRepository(uow.session)
+        if repo.user(user_id) is None:
+            raise NotFound("The user was not found")
+        items, total = repo.page_for_user(user_id, page, page_size)
+        for item in items:
+            uow.session.expunge(item)
+        return items, total
