@@ -1,0 +1,150 @@
+"""Accounts: sign up, view, update and delete (erase) an account."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import marshmallow as ma
+from flask import url_for
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from app.api.schemas import StrictSchema
+from app.api.security import current_actor, public, self_or_admin
+from app.domain.countries import is_country_code
+from app.domain.users import (
+    MAX_EMAIL_LENGTH,
+    MAX_PASSWORD_LENGTH,
+    MIN_PASSWORD_LENGTH,
+    InvalidEmail,
+    User,
+    normalise_email,
+)
+from app.services import users as service
+
+blp = Blueprint("users", __name__, description="Accounts: sign-up, profile and erasure")
+
+
+def _not_blank(value: str) -> None:
+    if not value.strip():
+        raise ma.ValidationError("Must not be blank.")
+
+
+def _country(value: str) -> None:
+    if not is_country_code(value):
+        raise ma.ValidationError("Not an ISO 3166-1 alpha-2 country code in upper case (e.g. US, DE).")
+
+
+class EmailField(ma.fields.String):
+    """An e-mail address, syntax-checked and normalised (domain lower-cased), no DNS lookup."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
+        text = super()._deserialize(value, attr, data, **kwargs)
+        try:
+            return normalise_email(text)
+        except InvalidEmail as exc:
+            raise ma.ValidationError(f"Not a valid email address: {exc}") from exc
+
+
+def _password_field(**kwargs: Any) -> ma.fields.String:
+    return ma.fields.String(
+        load_only=True,
+        validate=ma.validate.Length(min=MIN_PASSWORD_LENGTH, max=MAX_PASSWORD_LENGTH),
+        metadata={
+            "format": "password",
+            "description": f"{MIN_PASSWORD_LENGTH} to {MAX_PASSWORD_LENGTH} characters",
+        },
+        **kwargs,
+    )
+
+
+def _name_field(**kwargs: Any) -> ma.fields.String:
+    return ma.fields.String(
+        validate=[ma.validate.Length(min=1, max=200), _not_blank],
+        metadata={"example": "Ada Lovelace"},
+        **kwargs,
+    )
+
+
+class AddressSchema(StrictSchema):
+    line1 = ma.fields.String(
+        required=True,
+        validate=[ma.validate.Length(min=1, max=200), _not_blank],
+        metadata={"example": "1 Main St"},
+    )
+    line2 = ma.fields.String(allow_none=True, validate=ma.validate.Length(max=200))
+    city = ma.fields.String(
+        required=True,
+        validate=[ma.validate.Length(min=1, max=100), _not_blank],
+        metadata={"example": "Springfield"},
+    )
+    postalCode = ma.fields.String(
+        required=True, validate=[ma.validate.Length(min=1, max=20), _not_blank], metadata={"example": "12345"}
+    )
+    country = ma.fields.String(
+        required=True,
+        validate=_country,
+        metadata={"description": "ISO 3166-1 alpha-2, upper case", "example": "US"},
+    )
+
+
+class UserCreateSchema(StrictSchema):
+    name = _name_field(required=True)
+    email = EmailField(
+        required=True,
+        validate=ma.validate.Length(max=MAX_EMAIL_LENGTH),
+        metadata={"example": "ada@example.com"},
+    )
+    password = _password_field(required=True)
+    address = ma.fields.Nested(AddressSchema, required=True)
+
+
+class UserUpdateSchema(StrictSchema):
+    """Only the fields given change; a new password revokes every token issued before."""
+
+    name = _name_field()
+    address = ma.fields.Nested(AddressSchema)
+    password = _password_field()
+
+
+class UserSchema(ma.Schema):
+    userId = ma.fields.UUID(attribute="id", required=True)
+    name = ma.fields.String(required=True)
+    email = ma.fields.String(required=True)
+    address = ma.fields.Nested(AddressSchema, allow_none=True)
+    createdAt = ma.fields.DateTime(attribute="created_at", required=True)
+
+
+@blp.route("/users")
+class Users(MethodView):
+    @public
+    @blp.arguments(UserCreateSchema)
+    @blp.response(201, UserSchema, headers={"Location": {"schema": {"type": "string"}}})
+    @blp.alt_response(409, response="CONFLICT", description="The email is already registered")
+    def post(self, data: dict[str, Any]) -> tuple[User, dict[str, str]]:
+        """Sign up: create a customer account."""
+        user = service.register_user(data["name"], data["email"], data["password"], data["address"])
+        return user, {"Location": url_for("users.UserById", user_id=user.id)}
+
+
+@blp.route("/users/<uuid:user_id>")
+class UserById(MethodView):
+    @self_or_admin("user_id")
+    @blp.response(200, UserSchema)
+    def get(self, user_id: uuid.UUID) -> User:
+        """View a profile (the user themself or an admin)."""
+        return service.get_user(current_actor(), user_id)
+
+    @self_or_admin("user_id")
+    @blp.arguments(UserUpdateSchema)
+    @blp.response(200, UserSchema)
+    def patch(self, data: dict[str, Any], user_id: uuid.UUID) -> User:
+        """Update name, address or password (a new password revokes earlier tokens)."""
+        return service.update_user(current_actor(), user_id, data)
+
+    @self_or_admin("user_id")
+    @blp.response(204)
+    def delete(self, user_id: uuid.UUID) -> None:
+        """Delete the account: personal data erased, login and tokens disabled, cart emptied."""
+        service.delete_user(current_actor(), user_id)
