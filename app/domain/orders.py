@@ -49,6 +49,7 @@ ORDER_STATUSES = (PLACED, SHIPPED, DELIVERED, CANCELLED)
 # ``cancel_reason`` values (also the ``reason`` of the CANCELLED history row).
 CANCELLED_BY_CUSTOMER = "CANCELLED_BY_CUSTOMER"  # the owner asked (PUT status CANCELLED or DELETE)
 CANCELLED_BY_ADMIN = "CANCELLED_BY_ADMIN"  # an admin asked (PUT status CANCELLED or DELETE)
+CANCELLED_BY_SYSTEM = "CANCELLED_BY_SYSTEM"  # a system actor asked without a more precise reason
 PAYMENT_FAILED = "PAYMENT_FAILED"  # the gateway declined the charge (payments worker)
 PAYMENT_TIMEOUT = "PAYMENT_TIMEOUT"  # still PENDING after PAYMENT_PENDING_TIMEOUT_SECONDS
 PAYMENT_REFUNDED = "PAYMENT_REFUNDED"  # an admin refunded the payment of a PLACED order
@@ -80,6 +81,10 @@ class Order(Base):
     cancel_reason: Mapped[str | None] = mapped_column(String(64))
     deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+
+    # Every ORM UPDATE of an order is a compare-and-set: ``… WHERE version = <the version read>``
+    # (StaleDataError when someone else changed it first). The version is bumped explicitly.
+    __mapper_args__ = {"version_id_col": version, "version_id_generator": False}
 
     items: Mapped[list[OrderItem]] = relationship(
         "OrderItem", order_by="OrderItem.product_id", cascade="all, delete-orphan", passive_deletes=True
@@ -362,18 +367,22 @@ def roles_of(actor: Actor, order: Order) -> frozenset[str]:
     return frozenset(roles)
 
 
+def authorize_transition(order: Order, target: str, actor: Actor) -> None:
+    """Forbidden unless the actor holds a role that may move some order to ``target``."""
+    if target not in ORDER_STATUSES:
+        raise ValidationFailed("Unknown status", {"status": [f"Must be one of {', '.join(ORDER_STATUSES)}."]})
+    allowed = frozenset().union(*(t.roles for (_, to), t in TRANSITIONS.items() if to == target))
+    if allowed and not roles_of(actor, order) & allowed:
+        raise Forbidden(f"Only {' or '.join(sorted(allowed - {ROLE_SYSTEM}))} may set status {target}")
+
+
 def plan_transition(order: Order, target: str, actor: Actor) -> bool:
     """Decide a requested status change: True to apply it, False when it is the current status.
 
     The role is checked before the state (a customer asking SHIPPED gets Forbidden even where
     the state alone would be a conflict); then the (from, to) pair and its guards.
     """
-    if target not in ORDER_STATUSES:
-        raise ValidationFailed("Unknown status", {"status": [f"Must be one of {', '.join(ORDER_STATUSES)}."]})
-    roles = roles_of(actor, order)
-    allowed = frozenset().union(*(t.roles for (_, to), t in TRANSITIONS.items() if to == target))
-    if allowed and not roles & allowed:
-        raise Forbidden(f"Only {' or '.join(sorted(allowed - {ROLE_SYSTEM}))} may set status {target}")
+    authorize_transition(order, target, actor)
     if target == order.status:
         return False
     transition = TRANSITIONS.get((order.status, target))

@@ -24,6 +24,10 @@ class OrderRepository:
     def add_history(self, change: OrderStatusChange) -> None:
         self.session.add(change)
 
+    def find(self, order_id: uuid.UUID) -> Order | None:
+        """The order row alone (no items, no payment)."""
+        return self.session.get(Order, order_id)
+
     def get(self, order_id: uuid.UUID) -> Order | None:
         """The order with its items and payment, loaded eagerly (three statements, any size)."""
         stmt = (
@@ -167,14 +171,15 @@ class IdempotencyRepository:
             .execution_options(synchronize_session=False)
         )
 
-    def release(self, user_id: uuid.UUID, key: str, request_hash: str) -> None:
-        """Free a claim whose request failed (only an unanswered claim with our hash)."""
+    def release(self, user_id: uuid.UUID, key: str, request_hash: str, claimed_at: datetime) -> None:
+        """Free a claim whose request failed: only our own, still unanswered claim."""
         self.session.execute(
             delete(IdempotencyKey)
             .where(
                 IdempotencyKey.user_id == user_id,
                 IdempotencyKey.key == key,
                 IdempotencyKey.request_hash == request_hash,
+                IdempotencyKey.created_at == claimed_at,
                 IdempotencyKey.response_status.is_(None),
             )
             .execution_options(synchronize_session=False)

@@ -1,0 +1,315 @@
+"""Orders: idempotent checkout, reads with ETags, status changes with optimistic locking, soft delete."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import uuid
+from typing import Any
+
+import marshmallow as ma
+from flask import Response, current_app, request, url_for
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from app.api.schemas import Money, PageArgsSchema, StrictSchema, page_body, page_of
+from app.api.security import authenticated, current_actor
+from app.domain.errors import ValidationFailed
+from app.domain.orders import ORDER_STATUSES, Order, OrderStatusChange
+from app.domain.payments import CREDIT_CARD, PAYMENT_METHODS
+from app.extensions import db
+from app.observability import ORDERS_PLACED
+from app.services import orders as service
+
+blp = Blueprint(
+    "orders",
+    __name__,
+    description=(
+        "Checkout turns the caller's cart into an order in one transaction (stock locked in product-id "
+        "order, checked for every line, reserved through the stock ledger; the cart emptied; the "
+        "payment created PENDING and charged by the worker). Status transitions: PLACED → SHIPPED "
+        "(admin; payment COMPLETED) → DELIVERED (admin); PLACED → CANCELLED (owner or admin: stock "
+        "returned, a PENDING payment voided, a COMPLETED one refunded). `cancelReason`: "
+        "CANCELLED_BY_CUSTOMER, CANCELLED_BY_ADMIN, PAYMENT_FAILED, PAYMENT_TIMEOUT, PAYMENT_REFUNDED. "
+        "A deleted order is hidden from its owner (404) and kept for the books: admins still read and "
+        "list it."
+    ),
+)
+
+IDEMPOTENCY_KEY = re.compile(r"^[\x20-\x7e]{1,255}$")
+IDEMPOTENCY_DOC = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+    "description": (
+        "1 to 255 printable ASCII characters, scoped to the user and kept 24 h. A repeat with the same "
+        "key and body returns the first response with `Idempotent-Replayed: true` and creates nothing; "
+        "the same key with another body → 422; a repeat while the first is still running → 409. Only "
+        "a request that created its order is remembered: a failed one leaves the key free."
+    ),
+}
+IF_MATCH_DOC = {
+    "name": "If-Match",
+    "in": "header",
+    "required": False,
+    "schema": {"type": "string"},
+    "description": 'The ETag of GET (`"3"`; `3` and `W/"3"` are accepted too). A mismatch → 412.',
+}
+
+
+# ---- schemas ------------------------------------------------------------------------------------
+
+
+class OrderItemSchema(ma.Schema):
+    productId = ma.fields.UUID(attribute="product_id", required=True)
+    productName = ma.fields.String(attribute="product_name", required=True)
+    quantity = ma.fields.Integer(required=True)
+    price = Money(attribute="unit_price", required=True, metadata={"description": "Unit price when ordered"})
+    subtotal = Money(attribute="line_total", required=True)
+
+
+class OrderPaymentSchema(ma.Schema):
+    paymentId = ma.fields.UUID(attribute="id", required=True)
+    status = ma.fields.String(required=True, metadata={"example": "PENDING"})
+    method = ma.fields.String(required=True, metadata={"example": CREDIT_CARD})
+    amount = Money(required=True)
+
+
+class OrderSchema(ma.Schema):
+    orderId = ma.fields.UUID(attribute="id", required=True)
+    userId = ma.fields.UUID(attribute="user_id", required=True)
+    status = ma.fields.String(required=True, metadata={"enum": list(ORDER_STATUSES)})
+    orderDate = ma.fields.DateTime(attribute="order_date", required=True)
+    orderItems = ma.fields.List(ma.fields.Nested(OrderItemSchema), attribute="items", required=True)
+    totalAmount = Money(attribute="total_amount", required=True)
+    currency = ma.fields.String(required=True, metadata={"example": "USD"})
+    version = ma.fields.Integer(required=True)
+    payment = ma.fields.Nested(OrderPaymentSchema, allow_none=True, required=True)
+    cancelReason = ma.fields.String(attribute="cancel_reason", allow_none=True, required=True)
+
+
+class OrderCreateSchema(StrictSchema):
+    userId = ma.fields.UUID(required=True)
+    cartId = ma.fields.UUID(required=True)
+    paymentMethod = ma.fields.String(
+        load_default=CREDIT_CARD,
+        validate=ma.validate.OneOf(PAYMENT_METHODS),
+        metadata={"example": CREDIT_CARD},
+    )
+    paymentToken = ma.fields.String(
+        validate=ma.validate.Length(min=1, max=255),
+        metadata={
+            "description": "The gateway's payment method id (e.g. pm_card_visa); defaults to "
+            "PAYMENT_DEFAULT_TOKEN, required where that is empty (production)",
+            "example": "pm_card_visa",
+        },
+    )
+
+
+class OrderListArgsSchema(PageArgsSchema):
+    status = ma.fields.String(validate=ma.validate.OneOf(ORDER_STATUSES))
+    userId = ma.fields.UUID(metadata={"description": "Admins: one user's orders. Customers: only their own."})
+
+
+class OrderStatusUpdateSchema(StrictSchema):
+    status = ma.fields.String(required=True, validate=ma.validate.OneOf(ORDER_STATUSES))
+    version = ma.fields.Integer(
+        strict=True,
+        validate=ma.validate.Range(min=1),
+        metadata={"description": "The version read; a mismatch → 409 with currentVersion"},
+    )
+
+
+class OrderStatusSchema(ma.Schema):
+    orderId = ma.fields.UUID(attribute="id", required=True)
+    status = ma.fields.String(required=True)
+    version = ma.fields.Integer(required=True)
+
+
+class StatusChangeSchema(ma.Schema):
+    fromStatus = ma.fields.String(attribute="from_status", allow_none=True, required=True)
+    toStatus = ma.fields.String(attribute="to_status", required=True)
+    actor = ma.fields.String(
+        required=True, metadata={"example": "admin:0190c7e2-…", "description": "system, or role:userId"}
+    )
+    reason = ma.fields.String(allow_none=True, required=True)
+    requestId = ma.fields.String(attribute="request_id", allow_none=True, required=True)
+    at = ma.fields.DateTime(required=True)
+
+
+class OrderHistorySchema(ma.Schema):
+    items = ma.fields.List(ma.fields.Nested(StatusChangeSchema), required=True)
+
+
+# ---- helpers ------------------------------------------------------------------------------------
+
+
+def _idempotency_use() -> service.IdempotencyKeyUse | None:
+    key = request.headers.get("Idempotency-Key")
+    if key is None:
+        return None
+    if not IDEMPOTENCY_KEY.match(key):
+        raise ValidationFailed(
+            "The Idempotency-Key header is invalid",
+            {"Idempotency-Key": ["Must be 1 to 255 printable ASCII characters."]},
+        )
+    canonical = json.dumps(request.get_json(silent=True), sort_keys=True, separators=(",", ":"))
+    digest = hashlib.sha256(f"{request.method} {request.path}\n{canonical}".encode()).hexdigest()
+    return service.IdempotencyKeyUse(key=key, request_hash=digest)
+
+
+def _if_match_versions() -> list[int] | None:
+    """The versions an If-Match header accepts (``"3"``, ``3`` or ``W/"3"``); None when absent or ``*``."""
+    header = request.headers.get("If-Match")
+    if header is None or header.strip() == "*":
+        return None
+    versions = []
+    for tag in header.split(","):
+        tag = tag.strip().removeprefix("W/").strip().strip('"')
+        if tag.isdigit():
+            versions.append(int(tag))
+    return versions  # nothing parseable: nothing can match → 412
+
+
+def _etag(order: Order) -> str:
+    return f'"{order.version}"'
+
+
+# ---- endpoints ----------------------------------------------------------------------------------
+
+
+@blp.route("/orders")
+class Orders(MethodView):
+    @authenticated
+    @blp.arguments(OrderCreateSchema)
+    @blp.doc(parameters=[IDEMPOTENCY_DOC])
+    @blp.response(
+        201,
+        OrderSchema,
+        headers={
+            "Location": {"schema": {"type": "string"}},
+            "Idempotent-Replayed": {"schema": {"type": "string"}, "description": "`true` on a replay"},
+        },
+    )
+    @blp.alt_response(403, response="FORBIDDEN", description="An admin placing an order for another user")
+    @blp.alt_response(404, response="NOT_FOUND", description="userId or cartId is not the caller's")
+    @blp.alt_response(
+        409,
+        response="CONFLICT",
+        description="Insufficient stock (errors: [{productId, requested, available}], nothing changed), "
+        "or the same Idempotency-Key is still in progress",
+    )
+    @blp.alt_response(
+        422,
+        response="UNPROCESSABLE_ENTITY",
+        description="Invalid body, empty cart, missing paymentToken (production), invalid "
+        "Idempotency-Key or the key reused with a different body",
+    )
+    @blp.alt_response(
+        503,
+        response="SERVICE_UNAVAILABLE",
+        description="Checkout is switched off (feature toggle), or the stock stayed locked after retries",
+    )
+    def post(self, data: dict[str, Any]) -> Response:
+        """Place an order from the caller's cart (checkout)."""
+        actor = current_actor()
+        use = _idempotency_use()
+        token = data.get("paymentToken") or current_app.config["PAYMENT_DEFAULT_TOKEN"]
+        if not token:
+            raise ValidationFailed(
+                "paymentToken is required", {"paymentToken": ["Missing data for required field."]}
+            )
+        result = service.place_order(
+            db.session,  # type: ignore[arg-type]
+            actor,
+            service.CheckoutRequest(
+                user_id=data["userId"],
+                cart_id=data["cartId"],
+                payment_method=data["paymentMethod"],
+                payment_token=token,
+            ),
+            render=OrderSchema().dump,
+            currency=current_app.config["CURRENCY"],
+            feature_ttl=float(current_app.config["FEATURE_CACHE_SECONDS"]),
+            idempotency=use,
+        )
+        if not result.replayed:
+            ORDERS_PLACED.inc()
+        response = Response(json.dumps(result.body), status=result.status, mimetype="application/json")
+        response.headers["Location"] = url_for("orders.OrderById", order_id=result.order_id)
+        if result.replayed:
+            response.headers["Idempotent-Replayed"] = "true"
+        return response
+
+    @authenticated
+    @blp.arguments(OrderListArgsSchema, location="query")
+    @blp.response(200, page_of(OrderSchema))
+    @blp.alt_response(404, response="NOT_FOUND", description="A customer filtering by another userId")
+    def get(self, args: dict[str, Any]) -> dict[str, Any]:
+        """List orders, newest first: a customer's own; an admin's all (optionally one user's)."""
+        orders, total = service.list_orders(
+            db.session,  # type: ignore[arg-type]
+            current_actor(),
+            status=args.get("status"),
+            user_id=args.get("userId"),
+            page=args["page"],
+            page_size=args["pageSize"],
+        )
+        return page_body(orders, total, args["page"], args["pageSize"])
+
+
+@blp.route("/orders/<uuid:order_id>")
+class OrderById(MethodView):
+    @authenticated
+    @blp.response(
+        200, OrderSchema, headers={"ETag": {"schema": {"type": "string"}, "description": '"<version>"'}}
+    )
+    @blp.alt_response(404, response="NOT_FOUND", description="No such order, another user's, or deleted")
+    def get(self, order_id: uuid.UUID) -> tuple[Order, dict[str, str]]:
+        """View an order (its owner or an admin), with its ETag."""
+        order = service.get_order(db.session, current_actor(), order_id)  # type: ignore[arg-type]
+        return order, {"ETag": _etag(order)}
+
+    @authenticated
+    @blp.arguments(OrderStatusUpdateSchema)
+    @blp.doc(parameters=[IF_MATCH_DOC])
+    @blp.response(200, OrderStatusSchema)
+    @blp.alt_response(403, response="FORBIDDEN", description="SHIPPED/DELIVERED asked by a non-admin")
+    @blp.alt_response(404, response="NOT_FOUND", description="No such order, another user's, or deleted")
+    @blp.alt_response(
+        409,
+        response="CONFLICT",
+        description="A transition the table does not allow (or SHIPPED before the payment is "
+        "COMPLETED), or a body version that does not match (currentVersion)",
+    )
+    @blp.alt_response(412, response="PRECONDITION_FAILED", description="If-Match does not match the version")
+    def put(self, data: dict[str, Any], order_id: uuid.UUID) -> Order:
+        """Change the status (the current status again: 200, nothing changes)."""
+        return service.update_status(
+            db.session,  # type: ignore[arg-type]
+            current_actor(),
+            order_id,
+            data["status"],
+            body_version=data.get("version"),
+            if_match=_if_match_versions(),
+        )
+
+    @authenticated
+    @blp.response(204)
+    @blp.alt_response(404, response="NOT_FOUND", description="No such order, another user's, or deleted")
+    @blp.alt_response(409, response="CONFLICT", description="The order is SHIPPED or DELIVERED")
+    def delete(self, order_id: uuid.UUID) -> None:
+        """Delete (hide) an order: a PLACED one is cancelled first; SHIPPED/DELIVERED → 409."""
+        service.delete_order(db.session, current_actor(), order_id)  # type: ignore[arg-type]
+
+
+@blp.route("/orders/<uuid:order_id>/history")
+class OrderHistory(MethodView):
+    @authenticated
+    @blp.response(200, OrderHistorySchema)
+    @blp.alt_response(404, response="NOT_FOUND", description="No such order, another user's, or deleted")
+    def get(self, order_id: uuid.UUID) -> dict[str, list[OrderStatusChange]]:
+        """The order's status changes, oldest first (the first is its creation as PLACED)."""
+        return {"items": service.order_history(db.session, current_actor(), order_id)}  # type: ignore[arg-type]
