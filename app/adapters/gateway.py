@@ -1,0 +1,259 @@
+"""The payment gateway: Stripe through its official library, behind a shared circuit breaker.
+
+A charge creates and confirms a PaymentIntent in one call, with ``Idempotency-Key = paymentId``:
+however often a task retries or is redelivered, Stripe (or the sandbox) charges once and replays
+the first answer. Refunds use their own key (``refund-<paymentId>``). Stripe's errors become
+three kinds that the services can act on:
+
+- ``PaymentDeclined``: the card was declined (HTTP 402, ``card_error``); final.
+- ``GatewayUnavailable``: connection errors, timeouts, 5xx, 429, an open circuit, or our own
+  credentials refused; retry later (the outcome of the call may be unknown, the key makes a retry
+  safe).
+- ``GatewayRejected``: the request itself is invalid (400/404 ``invalid_request_error``); final.
+
+Only ``GatewayUnavailable`` counts as a breaker failure: a decline means the gateway is healthy.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any, Protocol, TypeVar
+
+import pybreaker
+import stripe
+
+from app.adapters.breakers import SharedCircuitBreaker
+from app.log import get_logger
+
+log = get_logger(__name__)
+
+T = TypeVar("T")
+
+# Currencies that Stripe counts in whole units, not cents (https://docs.stripe.com/currencies).
+ZERO_DECIMAL_CURRENCIES = frozenset(
+    {"bif", "clp", "djf", "gnf", "jpy", "kmf", "krw", "mga"}
+    | {"pyg", "rwf", "ugx", "vnd", "vuv", "xaf", "xof", "xpf"}
+)
+CONNECT_TIMEOUT_SECONDS = 3.0
+
+
+def to_minor_units(amount: Decimal, currency: str) -> int:
+    """``Decimal("12.34"), "USD"`` → ``1234``: Stripe's integer amount in the smallest unit."""
+    exponent = Decimal(1) if currency.lower() in ZERO_DECIMAL_CURRENCIES else Decimal(100)
+    return int((amount * exponent).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+
+
+class GatewayError(Exception):
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class PaymentDeclined(GatewayError):
+    """The gateway declined the charge; ``reason`` is the decline code (e.g. ``insufficient_funds``)."""
+
+    def __init__(
+        self, message: str, *, code: str | None, decline_code: str | None = None, reference: str | None = None
+    ) -> None:
+        super().__init__(message, code=code)
+        self.decline_code = decline_code
+        self.reference = reference  # the declined PaymentIntent, when the gateway made one
+
+    @property
+    def reason(self) -> str:
+        return (self.decline_code or self.code or "card_declined").upper()
+
+
+class GatewayUnavailable(GatewayError):
+    """The gateway could not be used now (or answered in a way that says: try again later)."""
+
+
+class GatewayRejected(GatewayError):
+    """The gateway refused the request as invalid; sending it again would not help."""
+
+    @property
+    def reason(self) -> str:
+        return (self.code or "gateway_rejected").upper()
+
+
+class AlreadyRefunded(GatewayRejected):
+    """The charge was already refunded in full (e.g. from the gateway's dashboard)."""
+
+
+@dataclass(frozen=True)
+class ChargeResult:
+    reference: str  # the PaymentIntent id: our ``gateway_reference``
+    charge_id: str | None
+    amount: int
+    currency: str
+    replayed: bool  # the gateway answered from its idempotency store: no new charge
+
+
+@dataclass(frozen=True)
+class RefundResult:
+    reference: str  # the Refund id
+    amount: int
+    replayed: bool
+
+
+class PaymentGateway(Protocol):
+    """What the payment services need from a gateway."""
+
+    def charge(
+        self, payment_id: uuid.UUID, order_id: uuid.UUID, amount: Decimal, currency: str, payment_method: str
+    ) -> ChargeResult: ...
+
+    def refund(
+        self, payment_id: uuid.UUID, gateway_reference: str, amount: Decimal, currency: str
+    ) -> RefundResult: ...
+
+
+class StripeGateway:
+    """Charges and refunds through ``stripe.StripeClient`` (works against Stripe or the sandbox)."""
+
+    def __init__(
+        self,
+        api_key: str,
+        api_base: str,
+        *,
+        timeout: float,
+        breaker: SharedCircuitBreaker | None = None,
+    ) -> None:
+        self.client = stripe.StripeClient(
+            api_key,
+            base_addresses={"api": api_base},
+            # Retries are the task's job (with backoff, visible in ``attempts``), not the library's.
+            max_network_retries=0,
+            http_client=stripe.RequestsClient(timeout=(min(CONNECT_TIMEOUT_SECONDS, timeout), timeout)),
+        )
+        self.breaker = breaker
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> StripeGateway:
+        """The process's gateway for this configuration (built once, then reused)."""
+        key = (
+            str(config["STRIPE_API_KEY"]),
+            str(config["STRIPE_API_BASE"]),
+            float(config["PAYMENT_GATEWAY_TIMEOUT_SECONDS"]),
+            str(config["REDIS_URL"]),
+            int(config["PAYMENT_BREAKER_FAIL_MAX"]),
+            float(config["PAYMENT_BREAKER_RESET_SECONDS"]),
+        )
+        with _gateways_lock:
+            gateway = _gateways.get(key)
+            if gateway is None:
+                api_key, api_base, timeout, redis_url, fail_max, reset = key
+                breaker = SharedCircuitBreaker(
+                    "payment-gateway",
+                    redis_url,
+                    fail_max=fail_max,
+                    reset_timeout=reset,
+                    exclude=[PaymentDeclined, GatewayRejected],
+                )
+                gateway = _gateways[key] = cls(api_key, api_base, timeout=timeout, breaker=breaker)
+            return gateway
+
+    def charge(
+        self, payment_id: uuid.UUID, order_id: uuid.UUID, amount: Decimal, currency: str, payment_method: str
+    ) -> ChargeResult:
+        """Create and confirm a PaymentIntent; the same payment always sends the same request."""
+        params: dict[str, Any] = {
+            "amount": to_minor_units(amount, currency),
+            "currency": currency.lower(),
+            "payment_method": payment_method,
+            "confirm": True,
+            # Charged by the worker, with no customer present: no redirect-based methods.
+            "automatic_payment_methods": {"enabled": True, "allow_redirects": "never"},
+            "metadata": {"paymentId": str(payment_id), "orderId": str(order_id)},
+        }
+        intent = self._call(
+            lambda: self.client.v1.payment_intents.create(
+                params,  # type: ignore[arg-type]
+                {"idempotency_key": str(payment_id)},
+            )
+        )
+        replayed = _replayed(intent)
+        if intent.status != "succeeded":
+            # e.g. requires_action (3-D Secure): nobody is there to authenticate, so it is a decline.
+            raise PaymentDeclined(
+                f"the payment intent ended in status {intent.status}",
+                code="authentication_required" if intent.status == "requires_action" else intent.status,
+                reference=intent.id,
+            )
+        latest = intent.latest_charge
+        charge_id = latest if isinstance(latest, str) or latest is None else latest.id
+        log.info("gateway_charged", payment_id=str(payment_id), reference=intent.id, replayed=replayed)
+        return ChargeResult(intent.id, charge_id, intent.amount, intent.currency, replayed)
+
+    def refund(
+        self, payment_id: uuid.UUID, gateway_reference: str, amount: Decimal, currency: str
+    ) -> RefundResult:
+        """Refund a charge in full, under the key ``refund-<paymentId>`` (one refund per payment)."""
+        params: dict[str, Any] = {
+            "payment_intent": gateway_reference,
+            "amount": to_minor_units(amount, currency),
+            "metadata": {"paymentId": str(payment_id)},
+        }
+        refund = self._call(
+            lambda: self.client.v1.refunds.create(
+                params,  # type: ignore[arg-type]
+                {"idempotency_key": f"refund-{payment_id}"},
+            )
+        )
+        log.info("gateway_refunded", payment_id=str(payment_id), reference=refund.id)
+        return RefundResult(refund.id, refund.amount, _replayed(refund))
+
+    def _call(self, func: Callable[[], T]) -> T:
+        def translated() -> T:
+            try:
+                return func()
+            except stripe.StripeError as exc:
+                raise translate(exc) from exc
+
+        if self.breaker is None:
+            return translated()
+        try:
+            return self.breaker.call(translated)
+        except pybreaker.CircuitBreakerError as exc:
+            raise GatewayUnavailable("the payment gateway circuit is open", code="circuit_open") from exc
+
+
+_gateways: dict[tuple[Any, ...], StripeGateway] = {}
+_gateways_lock = threading.Lock()
+
+
+def _replayed(obj: Any) -> bool:
+    response = getattr(obj, "last_response", None)
+    headers = getattr(response, "headers", None) or {}
+    return str(headers.get("Idempotent-Replayed", "")).lower() == "true"
+
+
+def translate(exc: stripe.StripeError) -> GatewayError:
+    """Stripe's exception classes → what the payment services can act on."""
+    message = exc.user_message or str(exc) or type(exc).__name__
+    if isinstance(exc, stripe.CardError):
+        error = exc.error
+        intent = getattr(error, "payment_intent", None) if error is not None else None
+        return PaymentDeclined(
+            message,
+            code=exc.code,
+            decline_code=getattr(error, "decline_code", None) if error is not None else None,
+            reference=getattr(intent, "id", None),
+        )
+    if isinstance(exc, (stripe.APIConnectionError, stripe.RateLimitError)):
+        return GatewayUnavailable(message, code=exc.code or type(exc).__name__)
+    if isinstance(exc, (stripe.AuthenticationError, stripe.PermissionError)):
+        # Our credentials are refused: not the customer's fault; retry once the operator fixes it.
+        return GatewayUnavailable(message, code="gateway_credentials_refused")
+    if isinstance(exc, stripe.IdempotencyError):
+        return GatewayRejected(message, code="idempotency_error")
+    if isinstance(exc, stripe.InvalidRequestError):
+        if exc.code == "charge_already_refunded":
+            return AlreadyRefunded(message, code=exc.code)
+        return GatewayRejected(message, code=exc.code or "invalid_request")
+    # APIError (5xx, unexpected answers) and anything else: the gateway is not well now.
+    return GatewayUnavailable(message, code=exc.code or f"http_{exc.http_status}")
