@@ -6,7 +6,7 @@ PY := $(BIN)/python
 export PATH := $(BIN):$(PATH)
 PYTEST_ARGS ?=
 
-.PHONY: install run test lint format bench clean
+.PHONY: install run test lint lint-migrations format bench clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -33,6 +33,10 @@ lint: install
 	ruff format --check .
 	mypy
 	lint-imports
+
+## Render every Alembic migration to SQL (offline) and lint it with squawk for locking hazards.
+lint-migrations: install
+	$(PY) -m app.devtools.lint_migrations
 
 format: install
 	ruff format .

@@ -46,6 +46,21 @@ def get_metadata():
     return target_db.metadata
 
 
+def set_migration_timeouts():
+    """Bound how long any migration waits for a lock or runs one statement.
+
+    A migration queued behind a long transaction for an ACCESS EXCLUSIVE lock blocks every query
+    queued behind it. While the old release serves we would rather fail the release phase (the
+    deploy stops, the old release keeps serving; deploy again) than stall the site. The values are
+    the app's DB_LOCK_TIMEOUT_MS and DB_STATEMENT_TIMEOUT_MS; a migration that needs longer (CREATE
+    INDEX CONCURRENTLY on a big table) says so itself: ``op.execute("SET statement_timeout = 0")``.
+    Emitted in offline mode too, so the SQL that squawk lints shows them (require-lock-timeout).
+    """
+    settings = current_app.config
+    context.execute(f"SET lock_timeout = '{int(settings['DB_LOCK_TIMEOUT_MS'])}ms'")
+    context.execute(f"SET statement_timeout = '{int(settings['DB_STATEMENT_TIMEOUT_MS'])}ms'")
+
+
 def run_migrations_offline():
     """Run migrations in 'offline' mode.
 
@@ -64,6 +79,7 @@ def run_migrations_offline():
     )
 
     with context.begin_transaction():
+        set_migration_timeouts()
         context.run_migrations()
 
 
@@ -99,6 +115,7 @@ def run_migrations_online():
         )
 
         with context.begin_transaction():
+            set_migration_timeouts()
             context.run_migrations()
 
 
