@@ -8,16 +8,17 @@ from celery import shared_task
 from flask import current_app
 
 from app.adapters import queue
+from app.adapters.gateway import StripeGateway
 from app.adapters.mailer import SmtpMailer
 from app.extensions import db
-from app.services import notifications, outbox, reconciliation
+from app.services import notifications, outbox, payments, reconciliation
 
 
 @shared_task(name=queue.DISPATCH_EVENT, acks_late=True, bind=True, max_retries=10)
 def dispatch_event(self, outbox_id: int) -> bool:  # type: ignore[no-untyped-def]
     """Run the handlers of one outbox message (idempotent)."""
     try:
-        return outbox.handle_message(db.session, outbox_id)
+        return outbox.handle_message(db.session(), outbox_id)
     except queue.BrokerUnavailable as exc:
         raise self.retry(exc=exc, countdown=min(60, 2**self.request.retries)) from exc
 
@@ -25,7 +26,7 @@ def dispatch_event(self, outbox_id: int) -> bool:  # type: ignore[no-untyped-def
 @shared_task(name=queue.RELAY_OUTBOX, acks_late=True)
 def relay_outbox() -> int:
     """Beat: publish outbox messages that were not published after their commit."""
-    return outbox.relay_outbox(db.session)
+    return outbox.relay_outbox(db.session())
 
 
 @shared_task(name=queue.DELIVER_NOTIFICATION, acks_late=True, bind=True, max_retries=None)
@@ -58,3 +59,41 @@ def reconcile_stock(reconciliation_id: str | None = None) -> str | None:
         payment_timeout_seconds=int(current_app.config["PAYMENT_PENDING_TIMEOUT_SECONDS"]),
     )
     return run.status if run is not None else None
+
+
+@shared_task(name=queue.CHARGE_PAYMENT, acks_late=True, bind=True, max_retries=None)
+def charge_payment(self, payment_id: str) -> str:  # type: ignore[no-untyped-def]
+    """Charge one payment (once: the gateway's idempotency key is the payment id)."""
+    config = current_app.config
+    outcome = payments.charge_payment(
+        uuid.UUID(payment_id),
+        gateway=StripeGateway.from_config(config),
+        max_attempts=int(config["PAYMENT_MAX_ATTEMPTS"]),
+        backoff_seconds=float(config["PAYMENT_BACKOFF_SECONDS"]),
+    )
+    if outcome.retry_in is not None:
+        # The attempt count lives in the payment row, so Celery's own retry limit is not used.
+        raise self.retry(countdown=outcome.retry_in)
+    return outcome.status
+
+
+@shared_task(name=queue.REFUND_PAYMENT, acks_late=True, bind=True, max_retries=None)
+def refund_payment(self, payment_id: str) -> str:  # type: ignore[no-untyped-def]
+    """Refund one payment (once: under the key ``refund-<paymentId>``)."""
+    config = current_app.config
+    outcome = payments.refund_payment(
+        uuid.UUID(payment_id),
+        gateway=StripeGateway.from_config(config),
+        attempt=self.request.retries + 1,
+        max_attempts=int(config["PAYMENT_MAX_ATTEMPTS"]),
+        backoff_seconds=float(config["PAYMENT_BACKOFF_SECONDS"]),
+    )
+    if outcome.retry_in is not None:
+        raise self.retry(countdown=outcome.retry_in)
+    return outcome.status
+
+
+@shared_task(name=queue.SWEEP_PENDING_PAYMENTS, acks_late=True)
+def sweep_pending_payments() -> dict[str, int]:
+    """Beat: queue charges whose task was lost and refunds that were never done."""
+    return payments.sweep_pending_payments(max_attempts=int(current_app.config["PAYMENT_MAX_ATTEMPTS"]))

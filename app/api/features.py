@@ -31,9 +31,17 @@ class FeatureListSchema(ma.Schema):
     items = ma.fields.List(ma.fields.Nested(FeatureSchema), required=True)
 
 
+class JsonBoolean(ma.fields.Boolean):
+    """Only JSON ``true``/``false``: ``"true"`` or ``1`` are validation errors, not coerced."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> bool:
+        if not isinstance(value, bool):
+            raise self.make_error("invalid", input=value)
+        return value
+
+
 class FeatureUpdateSchema(StrictSchema):
-    # Only JSON booleans: "true" or 1 are validation errors, not silently coerced.
-    enabled = ma.fields.Boolean(required=True, truthy={True}, falsy={False})
+    enabled = JsonBoolean(required=True)
 
 
 @blp.route("/admin/features")

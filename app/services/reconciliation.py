@@ -146,8 +146,10 @@ def _expire_stale_orders(timeout_seconds: int, progress: Progress | None) -> int
         try:
             with UnitOfWork() as uow:
                 if ReconciliationRepository(uow.session).lock_stale_pending_order(order_id, placed_before):
-                    apply_cancellation(uow.session, order_id, SYSTEM, PAYMENT_TIMEOUT)
+                    # Hold the order until commit: its recorded OrderCancelled lives on the object.
+                    order = apply_cancellation(uow.session, order_id, SYSTEM, PAYMENT_TIMEOUT)
                     uow.commit()
+                    del order
                     expired += 1
                     log.info("order_expired", order_id=str(order_id), reason=PAYMENT_TIMEOUT)
         except (DomainError, SQLAlchemyError) as exc:  # e.g. cancelled meanwhile: the next run looks again
