@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import math
+import time
 from http import HTTPStatus
 from typing import Any
 
@@ -110,12 +112,26 @@ def handle_http_exception(exc: HTTPException) -> Response:
     elif status == 429:
         detail = f"Rate limit exceeded: {exc.description}"
         if "Retry-After" not in headers:
-            headers["Retry-After"] = "60"
+            headers["Retry-After"] = _seconds_until_reset()
     if data.get("message") and status != 422:
         detail = str(data["message"])
     for name, value in (data.get("headers") or {}).items():
         headers[name] = value
     return problem(status, detail, headers=headers, **extra)
+
+
+def _seconds_until_reset() -> str:
+    """Retry-After of a 429: when the breached window resets (Flask-Limiter keeps the later of
+    this and its own value, so a fixed guess here would overstate short windows)."""
+    from app.extensions import limiter
+
+    try:
+        current = limiter.current_limit
+        if current is not None:
+            return str(max(1, math.ceil(current.reset_at - time.time())))
+    except Exception as exc:  # storage unreachable: fall back to a safe guess
+        log.warning("rate_limit_reset_unknown", error=f"{type(exc).__name__}: {exc}")
+    return "60"
 
 
 def handle_domain_error(exc: d.DomainError) -> Response:

@@ -139,6 +139,21 @@ def test_the_limit_is_per_client_address(limited_app, customer):
 
 
 @pytest.fixture
+def app_limited_per_10_seconds(database_url, redis_url, app) -> Iterator[Flask]:
+    yield make_app(database_url, redis_url, AUTH_RATE_LIMIT="1/10second")
+    limiter.init_app(app)
+
+
+def test_retry_after_is_when_the_window_resets_not_a_fixed_guess(app_limited_per_10_seconds, customer):
+    client = app_limited_per_10_seconds.test_client()
+    address = some_address()
+    assert token_request(client, customer.email, address=address).status_code == 200
+    response = token_request(client, customer.email, address=address)
+    problem(response, 429)
+    assert 1 <= int(response.headers["Retry-After"]) <= 10
+
+
+@pytest.fixture
 def app_with_redis_down(database_url, app) -> Iterator[Flask]:
     """The app with its Redis URL on a port where nothing listens."""
     yield make_app(database_url, "redis://127.0.0.1:1/0", AUTH_RATE_LIMIT="3/minute")
