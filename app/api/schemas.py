@@ -3,10 +3,27 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 import marshmallow as ma
+
+NUL = "\x00"
+
+
+def reject_nul_characters(data: Any) -> None:
+    """Postgres text cannot hold U+0000: a field carrying one is a 422 here, not a 500 at the database."""
+    if not isinstance(data, Mapping):
+        return
+    errors: dict[str, list[str]] = {}
+    for key in list(data.keys()):
+        value = data[key]
+        values = value if isinstance(value, list | tuple) else [value]
+        if any(isinstance(v, str) and NUL in v for v in values):
+            errors[str(key)] = ["Must not contain NUL characters."]
+    if errors:
+        raise ma.ValidationError(errors)
 
 
 class StrictSchema(ma.Schema):
@@ -14,6 +31,11 @@ class StrictSchema(ma.Schema):
 
     class Meta:
         unknown = ma.RAISE
+
+    @ma.pre_load
+    def _no_nul_characters(self, data: Any, **kwargs: Any) -> Any:
+        reject_nul_characters(data)
+        return data
 
 
 class Money(ma.fields.Decimal):
@@ -54,6 +76,11 @@ class PageArgsSchema(ma.Schema):
 
     page = ma.fields.Integer(load_default=1, validate=ma.validate.Range(min=1, max=1_000_000))
     pageSize = ma.fields.Integer(load_default=20, validate=ma.validate.Range(min=1, max=100))
+
+    @ma.pre_load
+    def _no_nul_characters(self, data: Any, **kwargs: Any) -> Any:
+        reject_nul_characters(data)
+        return data
 
 
 class PageMetaSchema(ma.Schema):

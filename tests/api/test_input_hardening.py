@@ -1,0 +1,15 @@
+"""Inputs found by the fuzzer: each answered with a 4xx problem, never a 500."""
+
+from __future__ import annotations
+
+
+def test_a_nul_character_in_a_body_field_is_a_422_not_a_database_error(client):
+    response = client.post("/auth/token", json={"email": "a\x00@example.com", "password": "whatever1"})
+    assert response.status_code == 422
+    assert response.get_json()["errors"] == {"email": ["Must not contain NUL characters."]}
+
+
+def test_a_nul_character_in_a_query_parameter_is_a_422(client):
+    response = client.get("/products", query_string={"q": "cup\x00"})
+    assert response.status_code == 422
+    assert "q" in response.get_json()["errors"]
