@@ -17,3 +17,10 @@ errorlog = "-"
 max_requests = 5000
 max_requests_jitter = 500
 forwarded_allow_ips = "*"
+
+
+def post_worker_init(worker):  # type: ignore[no-untyped-def]
+    """From SIGTERM on, this worker answers /readyz with 503 while gunicorn drains it."""
+    from app.lifecycle import drain_on_sigterm
+
+    drain_on_sigterm(worker.wsgi, worker.handle_exit)

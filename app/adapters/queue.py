@@ -7,12 +7,13 @@ process-local breaker then skips publishing for a few seconds (the outbox relay 
 
 from __future__ import annotations
 
+import signal
 from datetime import timedelta
 from typing import Any
 
 import pybreaker
 from celery import Celery, Task
-from celery.signals import before_task_publish, task_postrun, task_prerun
+from celery.signals import before_task_publish, task_postrun, task_prerun, worker_process_init
 from flask import Flask, current_app, has_app_context
 
 from app.log import bind_request_id, current_request_id, get_logger
@@ -167,3 +168,16 @@ def _bind_task_context(task_id: str | None = None, task: Any = None, **_: Any) -
 @task_postrun.connect
 def _log_task_done(task_id: str | None = None, task: Any = None, state: str | None = None, **_: Any) -> None:
     log.info("task_finished", state=state)
+
+
+@worker_process_init.connect
+def _pool_children_leave_sigterm_to_the_main_process(**_: Any) -> None:
+    """Heroku (and ``kill`` of a process group) sends SIGTERM to every process of the worker.
+
+    The main process answers it with a warm shutdown: it stops consuming and waits for the running
+    tasks. A pool child would die of it by default, losing the task mid-way (redelivered later
+    thanks to acks_late, but run twice in part). So children ignore SIGTERM; they exit when the
+    main process closes the pool, and billiard kills them with SIGKILL past the hard time limit or
+    when the main process dies (pdeathsig). Revoke with ``signal="SIGKILL"`` to stop one task.
+    """
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)

@@ -14,6 +14,7 @@ from sqlalchemy import text
 from app.api.errors import problem
 from app.api.security import public
 from app.extensions import db
+from app.lifecycle import is_draining
 from app.observability import metrics_response
 
 blp = Blueprint("ops", __name__, description="Health, readiness and metrics")
@@ -75,7 +76,7 @@ class Ready(MethodView):
     def get(self) -> Any:
         """Readiness: 200 when Postgres answers and the process is not draining; Redis is reported."""
         database = _check_database()
-        draining = bool(current_app.extensions.get("oms_draining", False))
+        draining = is_draining(current_app._get_current_object())  # type: ignore[attr-defined]
         redis_state = _check_redis()
         if database["status"] != "ok" or draining:
             return problem(
