@@ -20,6 +20,7 @@ import threading
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, Protocol, TypeVar
 
@@ -39,6 +40,8 @@ ZERO_DECIMAL_CURRENCIES = frozenset(
     | {"pyg", "rwf", "ugx", "vnd", "vuv", "xaf", "xof", "xpf"}
 )
 CONNECT_TIMEOUT_SECONDS = 3.0
+# Our clock and the gateway's may disagree: look a little further back than the payment's creation.
+LOOKUP_CLOCK_SKEW_SECONDS = 600
 
 
 def to_minor_units(amount: Decimal, currency: str) -> int:
@@ -110,6 +113,8 @@ class PaymentGateway(Protocol):
     def refund(
         self, payment_id: uuid.UUID, gateway_reference: str, amount: Decimal, currency: str
     ) -> RefundResult: ...
+
+    def find_charge(self, payment_id: uuid.UUID, created_after: datetime) -> ChargeResult | None: ...
 
 
 class StripeGateway:
@@ -206,6 +211,34 @@ class StripeGateway:
         )
         log.info("gateway_refunded", payment_id=str(payment_id), reference=refund.id)
         return RefundResult(refund.id, refund.amount, _replayed(refund))
+
+    def find_charge(self, payment_id: uuid.UUID, created_after: datetime) -> ChargeResult | None:
+        """The successful charge made for this payment, if any, found by its ``paymentId`` metadata.
+
+        For a payment whose charge attempt never got an answer: the list of PaymentIntents is
+        read (strongly consistent, unlike search), newest first, back to just before the payment
+        was created.
+        """
+        since = int(created_after.timestamp()) - LOOKUP_CLOCK_SKEW_SECONDS
+
+        def search() -> Any:
+            intents = self.client.v1.payment_intents.list({"limit": 100, "created": {"gte": since}})
+            for intent in intents.auto_paging_iter():
+                metadata = intent.metadata
+                if (
+                    intent.status == "succeeded"
+                    and metadata
+                    and metadata.to_dict().get("paymentId") == str(payment_id)
+                ):
+                    return intent
+            return None
+
+        intent = self._call(search)
+        if intent is None:
+            return None
+        latest = intent.latest_charge
+        charge_id = latest if isinstance(latest, str) or latest is None else latest.id
+        return ChargeResult(intent.id, charge_id, intent.amount, intent.currency, replayed=True)
 
     def _call(self, func: Callable[[], T]) -> T:
         def translated() -> T:

@@ -6,11 +6,24 @@ from flask_smorest import Api
 
 
 def register_blueprints(api: Api) -> None:
-    from app.api import auth, carts, features, notifications, ops, orders, products, reconciliations, users
+    from app.api import (
+        auth,
+        carts,
+        features,
+        notifications,
+        ops,
+        orders,
+        payments,
+        products,
+        reconciliations,
+        users,
+    )
 
     for blueprint in (ops.blp, users.blp, auth.blp, products.blp):
         api.register_blueprint(blueprint)
     for blueprint in (features.blp, notifications.blp, reconciliations.blp):
         api.register_blueprint(blueprint)
     for blueprint in (carts.blp, orders.blp):
+        api.register_blueprint(blueprint)
+    for blueprint in (payments.blp,):
         api.register_blueprint(blueprint)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from app.domain import events
 from app.services.notifications import notify_customer
+from app.services.payments import on_order_cancelled, on_order_placed, on_refund_requested
 
 
 @dataclass(frozen=True)
@@ -18,12 +19,12 @@ class EventContext:
 Handler = Callable[[events.Event, EventContext], None]
 
 EVENT_HANDLERS: dict[type[events.Event], list[Handler]] = {
-    events.OrderPlaced: [notify_customer],
+    events.OrderPlaced: [notify_customer, on_order_placed],
     events.PaymentCompleted: [notify_customer],
     events.PaymentFailed: [notify_customer],
     events.OrderShipped: [notify_customer],
     events.OrderDelivered: [notify_customer],
-    events.OrderCancelled: [notify_customer],
+    events.OrderCancelled: [notify_customer, on_order_cancelled],
     events.PaymentRefunded: [notify_customer],
-    events.RefundRequested: [],
+    events.RefundRequested: [on_refund_requested],
 }

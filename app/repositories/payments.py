@@ -1,0 +1,127 @@
+"""Queries over payments. Outcomes are recorded with conditional updates (``… WHERE status = …``)
+so that a late or repeated worker never overwrites what a cancellation or another worker decided.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from app.domain.base import utcnow
+from app.domain.orders import CANCELLED, PLACED, Order
+from app.domain.payments import COMPLETED, FAILED, PENDING, REFUNDED, Payment
+
+# Keep the identity map in step with what the UPDATE really changed (RETURNING), never with a
+# Python re-evaluation of the WHERE clause against possibly stale objects.
+_FETCH = {"synchronize_session": "fetch"}
+
+
+class PaymentRepository:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def get(self, payment_id: uuid.UUID) -> Payment | None:
+        stmt = select(Payment).where(Payment.id == payment_id).execution_options(populate_existing=True)
+        return self.session.scalars(stmt).first()
+
+    def order_of(self, payment: Payment) -> tuple[str, uuid.UUID] | None:
+        """(status, user id) of the payment's order."""
+        row = self.session.execute(
+            select(Order.status, Order.user_id).where(Order.id == payment.order_id)
+        ).first()
+        return (row[0], row[1]) if row is not None else None
+
+    def _update(self, payment_id: uuid.UUID, where: list[Any], **values: Any) -> bool:
+        result = self.session.execute(
+            update(Payment)
+            .where(Payment.id == payment_id, *where)
+            .values(updated_at=utcnow(), **values)
+            .returning(Payment.id),
+            execution_options=_FETCH,
+        )
+        return result.first() is not None
+
+    def start_attempt(self, payment_id: uuid.UUID) -> int | None:
+        """Count one more charge attempt of a PENDING payment; its number, or None if not PENDING."""
+        result = self.session.execute(
+            update(Payment)
+            .where(Payment.id == payment_id, Payment.status == PENDING)
+            .values(attempts=Payment.attempts + 1, updated_at=utcnow())
+            .returning(Payment.attempts),
+            execution_options=_FETCH,
+        )
+        return result.scalar_one_or_none()
+
+    def complete(self, payment_id: uuid.UUID, gateway_reference: str) -> bool:
+        return self._update(
+            payment_id,
+            [Payment.status == PENDING],
+            status=COMPLETED,
+            gateway_reference=gateway_reference,
+            failure_reason=None,
+        )
+
+    def fail(self, payment_id: uuid.UUID, reason: str) -> bool:
+        return self._update(payment_id, [Payment.status == PENDING], status=FAILED, failure_reason=reason)
+
+    def record_late_charge(self, payment_id: uuid.UUID, gateway_reference: str) -> bool:
+        """A voided (FAILED) payment was charged after all: remember the charge so it gets refunded."""
+        return self._update(
+            payment_id,
+            [Payment.status == FAILED, Payment.gateway_reference.is_(None)],
+            gateway_reference=gateway_reference,
+        )
+
+    def refunded(self, payment_id: uuid.UUID, gateway_reference: str, refund_reference: str | None) -> bool:
+        """The charge ``gateway_reference`` was refunded: the payment is REFUNDED (once)."""
+        return self._update(
+            payment_id,
+            [
+                Payment.status.in_([COMPLETED, FAILED]),
+                (Payment.gateway_reference.is_(None)) | (Payment.gateway_reference == gateway_reference),
+            ],
+            status=REFUNDED,
+            gateway_reference=gateway_reference,
+            refund_reference=refund_reference,
+        )
+
+    def stale_pending(self, *, idle_since: datetime, max_attempts: int, limit: int) -> list[uuid.UUID]:
+        """PENDING payments of PLACED orders with attempts left and no activity since ``idle_since``."""
+        stmt = (
+            select(Payment.id)
+            .join(Order, Order.id == Payment.order_id)
+            .where(
+                Payment.status == PENDING,
+                Order.status == PLACED,
+                Payment.attempts < max_attempts,
+                Payment.updated_at < idle_since,
+            )
+            .order_by(Payment.updated_at)
+            .limit(limit)
+        )
+        return list(self.session.scalars(stmt))
+
+    def unrefunded_charges(self, *, idle_since: datetime, limit: int) -> list[uuid.UUID]:
+        """Charges that must be given back and are not yet: a COMPLETED payment of a CANCELLED order,
+        or a voided payment charged after all."""
+        stmt = (
+            select(Payment.id)
+            .join(Order, Order.id == Payment.order_id)
+            .where(
+                ((Payment.status == COMPLETED) & (Order.status == CANCELLED))
+                | (
+                    (Payment.status == FAILED)
+                    & Payment.gateway_reference.is_not(None)
+                    & Payment.refund_reference.is_(None)
+                ),
+                # The order's last change counts too: a cancellation does not touch a COMPLETED payment.
+                func.greatest(Payment.updated_at, Order.updated_at) < idle_since,
+            )
+            .order_by(Payment.updated_at)
+            .limit(limit)
+        )
+        return list(self.session.scalars(stmt))
