@@ -13,3 +13,17 @@ def test_a_nul_character_in_a_query_parameter_is_a_422(client):
     response = client.get("/products", query_string={"q": "cup\x00"})
     assert response.status_code == 422
     assert "q" in response.get_json()["errors"]
+
+
+def test_json_nested_deeper_than_the_decoder_can_go_is_a_400(client):
+    depth = 200_000
+    response = client.post("/users", data="[" * depth + "]" * depth, content_type="application/json")
+    assert response.status_code == 400
+    assert response.headers["Content-Type"] == "application/problem+json"
+
+
+def test_an_integer_too_long_to_decode_is_a_400(client):
+    response = client.post(
+        "/auth/token", data='{"email": ' + "9" * 5000 + "}", content_type="application/json"
+    )
+    assert response.status_code == 400
