@@ -11,7 +11,7 @@ from app.adapters import queue
 from app.adapters.gateway import StripeGateway
 from app.adapters.mailer import SmtpMailer
 from app.extensions import db
-from app.services import notifications, outbox, payments, reconciliation
+from app.services import notifications, orders, outbox, payments, reconciliation
 
 
 @shared_task(name=queue.DISPATCH_EVENT, acks_late=True, bind=True, max_retries=10)
@@ -97,3 +97,9 @@ def refund_payment(self, payment_id: str) -> str:  # type: ignore[no-untyped-def
 def sweep_pending_payments() -> dict[str, int]:
     """Beat: queue charges whose task was lost and refunds that were never done."""
     return payments.sweep_pending_payments(max_attempts=int(current_app.config["PAYMENT_MAX_ATTEMPTS"]))
+
+
+@shared_task(name=queue.PURGE_EXPIRED, acks_late=True)
+def purge_expired() -> int:
+    """Beat (hourly): forget checkout idempotency keys older than their 24 h."""
+    return orders.purge_expired_idempotency_keys(db.session())

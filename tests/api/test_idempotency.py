@@ -168,6 +168,17 @@ def test_expired_keys_are_purged(client, customer, auth, apple):
     assert db.session.scalars(select(IdempotencyKey.key)).all() == ["fresh"]
 
 
+def test_the_hourly_purge_task_forgets_expired_keys(client, customer, auth, apple):
+    from worker.tasks import purge_expired
+
+    checkout(client, customer, auth, fill(client, customer, auth, apple), "old")
+    db.session.get(IdempotencyKey, (customer.id, "old")).expires_at = utcnow() - timedelta(seconds=1)
+    db.session.commit()
+    assert purge_expired() == 1
+    db.session.expire_all()
+    assert db.session.scalars(select(IdempotencyKey.key)).all() == []
+
+
 @pytest.mark.parametrize("key", ["", "x" * 256, "tab\there", "caf\xe9"])
 def test_a_key_that_is_not_1_to_255_printable_ascii_characters_is_422(client, customer, auth, apple, key):
     cart_id = fill(client, customer, auth, apple)
