@@ -5,6 +5,7 @@ BIN := $(CURDIR)/$(VENV)/bin
 PY := $(BIN)/python
 export PATH := $(BIN):$(PATH)
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
 
 .PHONY: install run test lint lint-migrations format bench clean
 
@@ -43,7 +44,7 @@ format: install
 	ruff check --fix .
 
 bench: install
-	$(PY) -m app.devtools.services -- $(PY) -m bench.run
+	$(PY) -m app.devtools.services -- $(PY) -m bench.run $(BENCH_ARGS)
 
 clean:
 	rm -rf instance/test-postgres instance/test-redis .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""Load and scaling benchmarks: `make bench` (see bench/run.py)."""

@@ -1,0 +1,456 @@
+"""Turn the bench's results into docs/bench/results.json, results.md and PNG charts.
+
+python -m bench.report [docs/bench/results.json]   # re-render the Markdown and charts
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+# The targets of issue 7, each a ratio of figures measured in the same bench run.
+TARGETS = {
+    "checkout_vs_limit": ("POST /orders vs the pgbench limit, 8 clients (throughput)", ">=", 0.30),
+    "checkout_p99_over_p50": ("POST /orders p99 / p50, 8 clients", "<=", 5.0),
+    "product_vs_floor": ("GET /products/{id} vs bare Flask + psycopg (throughput)", ">=", 0.50),
+    "order_vs_floor": ("GET /orders/{id} vs bare Flask + psycopg (throughput)", ">=", 0.50),
+    "payments_vs_noop": ("payments drained vs bare Celery no-op tasks (per second)", ">=", 0.50),
+    "lines_50_vs_1": ("POST /orders p50 latency, 50 lines / 1 line", "<=", 2.0),
+    "reconcile_linearity": ("reconciliation time per product, largest / middle table", "<=", 1.5),
+    "reconcile_memory": ("reconciliation peak RSS, largest / smallest table", "<=", 1.5),
+}
+
+
+def _get(results: dict[str, Any], *path: str) -> Any:
+    node: Any = results
+    for key in path:
+        if not isinstance(node, dict) or key not in node:
+            return None
+        node = node[key]
+    return node
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    if a is None or b is None or not b:
+        return None
+    return round(float(a) / float(b), 3)
+
+
+def ratios(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    out: dict[str, float | None] = {
+        "checkout_vs_limit": _ratio(
+            _get(results, "checkout", "8", "per_second"), _get(results, "limit", "8", "per_second")
+        ),
+        "checkout_p99_over_p50": _ratio(
+            _get(results, "checkout", "8", "p99_ms"), _get(results, "checkout", "8", "p50_ms")
+        ),
+        "product_vs_floor": _ratio(
+            _get(results, "reads", "product", "stack", "per_second"),
+            _get(results, "reads", "product", "floor", "per_second"),
+        ),
+        "order_vs_floor": _ratio(
+            _get(results, "reads", "order", "stack", "per_second"),
+            _get(results, "reads", "order", "floor", "per_second"),
+        ),
+        "payments_vs_noop": _ratio(
+            _get(results, "payments", "payments", "per_second"),
+            _get(results, "payments", "noop", "per_second"),
+        ),
+        "lines_50_vs_1": _ratio(
+            _get(results, "lines", "50", "p50_ms"), _get(results, "lines", "1", "p50_ms")
+        ),
+        "reconcile_linearity": None,
+        "reconcile_memory": None,
+    }
+    recon = results.get("reconcile") or {}
+    if len(recon) >= 2:
+        sizes = sorted(recon, key=int)
+        largest, middle, smallest = sizes[-1], sizes[-2], sizes[0]
+        out["reconcile_linearity"] = _ratio(
+            recon[largest]["run_seconds"] / int(largest), recon[middle]["run_seconds"] / int(middle)
+        )
+        out["reconcile_memory"] = _ratio(recon[largest]["peak_rss_mb"], recon[smallest]["peak_rss_mb"])
+    judged = {}
+    for name, value in out.items():
+        label, op, target = TARGETS[name]
+        met = None if value is None else (value >= target if op == ">=" else value <= target)
+        judged[name] = {"label": label, "value": value, "target": f"{op} {target}", "met": met}
+    return judged
+
+
+def _fmt(value: Any, digits: int = 1) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, float):
+        return f"{value:,.{digits}f}"
+    return f"{value:,}" if isinstance(value, int) else str(value)
+
+
+def _pct(value: float | None) -> str:
+    return "—" if value is None else f"{value * 100:.0f} %"
+
+
+def headline(results: dict[str, Any]) -> str:
+    """The table the README quotes: one line per target."""
+    lines = ["| measure | figure | target | met |", "|---|---|---|---|"]
+    for name, r in ratios(results).items():
+        value = r["value"]
+        shown = _pct(value) if r["target"].startswith(">=") or name == "checkout_vs_limit" else _fmt(value, 2)
+        if name in ("checkout_p99_over_p50", "lines_50_vs_1", "reconcile_linearity", "reconcile_memory"):
+            shown = "—" if value is None else f"{value:.2f}×"
+        target = r["target"]
+        if target.startswith(">="):
+            target = f"≥ {float(target.split()[1]) * 100:.0f} %"
+        else:
+            target = f"≤ {float(target.split()[1]):g}×"
+        met = {True: "yes", False: "**no**", None: "—"}[r["met"]]
+        lines.append(f"| {r['label']} | {shown} | {target} | {met} |")
+    return "\n".join(lines)
+
+
+def markdown(results: dict[str, Any]) -> str:
+    m = results.get("machine", {})
+    plan = results.get("plan", {})
+    sql = results.get("sql", {})
+    pg_settings = m.get("postgres_settings") or {}
+    out = [
+        "# Benchmarks",
+        "",
+        f"Measured {m.get('date', '?')} by `make bench` (commit `{m.get('git_commit', '?')}`"
+        f"{', quick mode' if plan.get('quick') else ''}). Every figure is the median of {plan.get('runs')} "
+        f"run(s) of {_fmt(plan.get('duration_s'), 0)} s; ratios compare figures of the same bench run. "
+        "Load generator, application and database share this one machine (loopback only).",
+        "",
+        "## Machine",
+        "",
+        f"- {m.get('nproc')} CPUs ({m.get('cpu', '?')}), {m.get('memory_gib')} GiB RAM, {m.get('os', '?')}",
+        f"- Python {m.get('python')}, PostgreSQL {m.get('postgres')}, Redis {m.get('redis')}, "
+        f"{m.get('wrk')}, {m.get('pgbench')}",
+        "- PostgreSQL settings: " + ", ".join(f"{k}={v}" for k, v in sorted(pg_settings.items())),
+        f"- gunicorn: WEB_CONCURRENCY={plan.get('web_concurrency')} × {plan.get('gunicorn')}; "
+        f"celery worker concurrency {plan.get('worker_concurrency')}",
+        f"- load average at start / end: {m.get('load_average_start')} / {m.get('load_average_end')}; "
+        f"the whole bench took {_fmt(results.get('elapsed_s'), 0)} s",
+        "",
+        "## Headline",
+        "",
+        headline(results),
+        "",
+    ]
+    if sql:
+        c = sql.get("checkout", {})
+        out += [
+            "## What one request costs in SQL",
+            "",
+            f"- `POST /orders` (1 line): {c.get('statements')} statements in {c.get('transactions')} "
+            f"transactions ({c.get('statements_per_transaction')}) — token check, idempotency claim, the "
+            "checkout, the outbox relay's publish mark; 10 lines: "
+            f"{_get(sql, 'checkout_10_lines', 'statements')}, "
+            f"50 lines: {_get(sql, 'checkout_50_lines', 'statements')}.",
+            f"- `GET /products/{{id}}`: {_get(sql, 'get_product', 'statements')} statements; "
+            f"`GET /orders/{{id}}`: {_get(sql, 'get_order', 'statements')}.",
+            "",
+        ]
+    if results.get("limit") or results.get("checkout"):
+        out += [
+            "## Checkout: POST /orders vs the database's own limit",
+            "",
+            "The limit is pgbench running the SQL that one `POST /orders` issued (captured from the app, "
+            "same transactions and statements, each transaction a different user's cart; prepared "
+            "statements as psycopg uses them). POST /orders runs through gunicorn with auth, validation, "
+            "an Idempotency-Key per request and the outbox (the Celery publish included); the worker is "
+            "not running meanwhile (its own dynos in production), so queued tasks wait in Redis.",
+            "",
+            _row(
+                "clients",
+                "limit tx/s",
+                "limit p50 / p99 ms",
+                "POST /orders orders/s",
+                "p50 / p99 ms",
+                "ratio",
+                "errors",
+                "web CPU (cores)",
+            ),
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for clients in plan.get("clients", []):
+            lim = _get(results, "limit", str(clients)) or {}
+            chk = _get(results, "checkout", str(clients)) or {}
+            cpu = _median_cpu(chk)
+            ratio = _pct(_ratio(chk.get("per_second"), lim.get("per_second")))
+            out.append(
+                _row(
+                    clients,
+                    _fmt(lim.get("per_second")),
+                    _lat(lim),
+                    _fmt(chk.get("per_second")),
+                    _lat(chk),
+                    ratio,
+                    _fmt(chk.get("errors")),
+                    cpu,
+                )
+            )
+        out += ["", "![checkout](checkout.png)", ""]
+    if results.get("reads"):
+        out += [
+            "## Reads: the stack vs the framework floor",
+            "",
+            f"{plan.get('read_clients')} connections. The floor is bare Flask + psycopg running the same SQL "
+            "(bench/floor_app.py) under the same gunicorn settings, without auth, schemas, ORM or logging.",
+            "",
+            "| endpoint | stack req/s | p50 / p99 ms | floor req/s | p50 / p99 ms | ratio |",
+            "|---|---|---|---|---|---|",
+        ]
+        for what, label in (("product", "GET /products/{id}"), ("order", "GET /orders/{id}")):
+            s = _get(results, "reads", what, "stack") or {}
+            f = _get(results, "reads", what, "floor") or {}
+            ratio = _pct(_ratio(s.get("per_second"), f.get("per_second")))
+            out.append(
+                _row(
+                    f"`{label}`",
+                    _fmt(s.get("per_second")),
+                    _lat(s),
+                    _fmt(f.get("per_second")),
+                    _lat(f),
+                    ratio,
+                )
+            )
+        out += ["", "![reads](reads.png)", ""]
+    pay = results.get("payments")
+    if pay:
+        out += [
+            "## Payments: drained by one worker vs bare Celery",
+            "",
+            f"A burst of {pay.get('burst')} orders is placed with no worker running; then one worker "
+            "(Procfile line, concurrency 2) starts and the clock runs from its `ready` until no payment is "
+            "PENDING. Each order's payment involves several tasks (the OrderPlaced dispatch, the charge "
+            "through the payment sandbox, the PaymentCompleted dispatch, e-mail deliveries to the SMTP "
+            "sink). "
+            "The floor is the same number of no-op tasks on the same broker and worker settings.",
+            "",
+            "| | per second | seconds | tasks/s |",
+            "|---|---|---|---|",
+            _row(
+                "payments",
+                _fmt(_get(pay, "payments", "per_second")),
+                _fmt(_get(pay, "payments", "seconds"), 1),
+                _fmt(_get(pay, "payments", "tasks_per_second")),
+            ),
+            _row(
+                "bare Celery no-op tasks",
+                _fmt(_get(pay, "noop", "per_second")),
+                _fmt(_get(pay, "noop", "seconds"), 1),
+                _fmt(_get(pay, "noop", "per_second")),
+            ),
+            "",
+            "![payments](payments.png)",
+            "",
+        ]
+    if results.get("lines") or results.get("reconcile"):
+        out += ["## Scaling", ""]
+    if results.get("lines"):
+        out += [
+            "`POST /orders` by cart size, one connection (the cost of one request, no queueing):",
+            "",
+            "| lines | orders/s | p50 ms | p99 ms | statements |",
+            "|---|---|---|---|---|",
+        ]
+        for lines in ("1", "10", "50"):
+            r = _get(results, "lines", lines) or {}
+            stmts = (
+                _get(sql, "checkout", "statements")
+                if lines == "1"
+                else _get(sql, f"checkout_{lines}_lines", "statements")
+            )
+            out.append(
+                _row(
+                    lines,
+                    _fmt(r.get("per_second")),
+                    _fmt(r.get("p50_ms"), 2),
+                    _fmt(r.get("p99_ms"), 2),
+                    stmts,
+                )
+            )
+        out.append("")
+    if results.get("reconcile"):
+        out += [
+            "`flask --app app reconcile-stock` (1 product in 256 drifted from its ledger before each run):",
+            "",
+            "| products | wall s (whole command) | s in the run | µs per product | peak RSS MB | corrected |",
+            "|---|---|---|---|---|---|",
+        ]
+        for size, r in sorted(results["reconcile"].items(), key=lambda kv: int(kv[0])):
+            corrected = r["runs"][0].get("corrected") if r.get("runs") else None
+            per_product = _fmt(r["run_seconds"] / int(size) * 1e6, 2)
+            out.append(
+                _row(
+                    f"{int(size):,}",
+                    _fmt(r["seconds"], 2),
+                    _fmt(r["run_seconds"], 2),
+                    per_product,
+                    _fmt(r["peak_rss_mb"], 0),
+                    _fmt(corrected),
+                )
+            )
+        out.append("")
+    if results.get("lines") or results.get("reconcile"):
+        out += ["![scaling](scaling.png)", ""]
+    notes = results.get("notes")
+    if notes:
+        out += ["## Notes", "", *[f"- {n}" for n in notes], ""]
+    out += [
+        "## How to reproduce",
+        "",
+        "`make bench` (about 15 minutes; `make bench BENCH_ARGS=--quick` for a smoke run; "
+        "`BENCH_ARGS='--only reads --runs 5'` and the like for one phase). Raw figures, every run and "
+        "the CPU used by the web tier are in results.json.",
+        "",
+    ]
+    return "\n".join(out)
+
+
+def _row(*cells: Any) -> str:
+    return "| " + " | ".join(str(c) for c in cells) + " |"
+
+
+def _lat(entry: dict[str, Any]) -> str:
+    return f"{_fmt(entry.get('p50_ms'), 2)} / {_fmt(entry.get('p99_ms'), 2)}"
+
+
+def _median_cpu(entry: dict[str, Any]) -> str:
+    values = [
+        r["statuses"]["_cpu"]
+        for r in entry.get("runs", [])
+        if isinstance(r.get("statuses", {}).get("_cpu"), dict)
+    ]
+    if not values:
+        return "—"
+    values.sort(key=lambda v: v["process_cores"])
+    mid = values[len(values) // 2]
+    return f"{mid['process_cores']:.2f} of {mid['machine_cores']:.2f} busy"
+
+
+def charts(results: dict[str, Any], out_dir: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written: list[Path] = []
+    plan = results.get("plan", {})
+    clients = [str(c) for c in plan.get("clients", [])]
+
+    if results.get("limit") or results.get("checkout"):
+        fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+        x = range(len(clients))
+        lim = [(_get(results, "limit", c, "per_second") or 0) for c in clients]
+        chk = [(_get(results, "checkout", c, "per_second") or 0) for c in clients]
+        ax1.bar([i - 0.2 for i in x], lim, 0.4, label="pgbench limit (same SQL)", color="#8da0cb")
+        ax1.bar([i + 0.2 for i in x], chk, 0.4, label="POST /orders (stack)", color="#fc8d62")
+        ax1.set_xticks(list(x), clients)
+        ax1.set_xlabel("clients")
+        ax1.set_ylabel("orders per second")
+        ax1.set_title("Throughput")
+        ax1.legend()
+        for name, color in (("limit", "#8da0cb"), ("checkout", "#fc8d62")):
+            p50 = [(_get(results, name, c, "p50_ms") or 0) for c in clients]
+            p99 = [(_get(results, name, c, "p99_ms") or 0) for c in clients]
+            ax2.plot(clients, p50, "o-", color=color, label=f"{name} p50")
+            ax2.plot(clients, p99, "s--", color=color, label=f"{name} p99")
+        ax2.set_xlabel("clients")
+        ax2.set_ylabel("ms")
+        ax2.set_yscale("log")
+        ax2.set_title("Latency")
+        ax2.legend(fontsize=8)
+        fig.suptitle("Checkout vs the database's own limit")
+        fig.tight_layout()
+        written.append(_save(fig, out_dir / "checkout.png"))
+
+    if results.get("reads"):
+        fig, ax = plt.subplots(figsize=(6, 4))
+        labels = ["GET /products/{id}", "GET /orders/{id}"]
+        stack = [_get(results, "reads", w, "stack", "per_second") or 0 for w in ("product", "order")]
+        floor = [_get(results, "reads", w, "floor", "per_second") or 0 for w in ("product", "order")]
+        ax.bar([-0.2, 0.8], floor, 0.4, label="bare Flask + psycopg", color="#8da0cb")
+        ax.bar([0.2, 1.2], stack, 0.4, label="the stack", color="#fc8d62")
+        ax.set_xticks([0, 1], labels)
+        ax.set_ylabel("requests per second")
+        ax.set_title(f"Reads vs the framework floor ({plan.get('read_clients')} connections)")
+        ax.legend()
+        fig.tight_layout()
+        written.append(_save(fig, out_dir / "reads.png"))
+
+    if results.get("payments"):
+        fig, ax = plt.subplots(figsize=(6, 4))
+        values = [
+            _get(results, "payments", "noop", "per_second") or 0,
+            _get(results, "payments", "payments", "tasks_per_second") or 0,
+            _get(results, "payments", "payments", "per_second") or 0,
+        ]
+        ax.bar(["no-op tasks", "our tasks", "payments"], values, color=["#8da0cb", "#66c2a5", "#fc8d62"])
+        ax.set_ylabel("per second")
+        ax.set_title("One worker, concurrency 2")
+        fig.tight_layout()
+        written.append(_save(fig, out_dir / "payments.png"))
+
+    if results.get("lines") or results.get("reconcile"):
+        fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+        if results.get("lines"):
+            lines = ["1", "10", "50"]
+            ax1.plot(lines, [_get(results, "lines", n, "p50_ms") or 0 for n in lines], "o-", label="p50")
+            ax1.plot(lines, [_get(results, "lines", n, "p99_ms") or 0 for n in lines], "s--", label="p99")
+            ax1.set_xlabel("lines in the cart")
+            ax1.set_ylabel("ms")
+            ax1.set_title("POST /orders latency, 1 connection")
+            ax1.legend()
+        recon = results.get("reconcile") or {}
+        if recon:
+            sizes = sorted(recon, key=int)
+            xs = [int(s) for s in sizes]
+            ax2.plot(xs, [recon[s]["run_seconds"] for s in sizes], "o-", color="#fc8d62", label="seconds")
+            ax2.set_xscale("log")
+            ax2.set_yscale("log")
+            ax2.set_xlabel("products")
+            ax2.set_ylabel("seconds (reconciliation run)")
+            twin = ax2.twinx()
+            twin.plot(
+                xs, [recon[s]["peak_rss_mb"] for s in sizes], "s--", color="#8da0cb", label="peak RSS MB"
+            )
+            twin.set_ylabel("peak RSS (MB)")
+            twin.set_ylim(bottom=0)
+            ax2.set_title("reconcile-stock")
+            ax2.legend(loc="upper left")
+            twin.legend(loc="lower right")
+        fig.tight_layout()
+        written.append(_save(fig, out_dir / "scaling.png"))
+    return written
+
+
+def _save(fig: Any, path: Path) -> Path:
+    fig.savefig(path, dpi=110)
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return path
+
+
+def write(results: dict[str, Any], out_dir: Path) -> list[Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    results["ratios"] = ratios(results)
+    paths = [out_dir / "results.json", out_dir / "results.md"]
+    paths[0].write_text(json.dumps(results, indent=2, default=str) + "\n")
+    try:
+        paths += charts(results, out_dir)
+    except ImportError:
+        print("matplotlib is missing (pip install -e '.[dev]'): no charts", file=sys.stderr)
+    paths[1].write_text(markdown(results))
+    return paths
+
+
+if __name__ == "__main__":
+    source = Path(sys.argv[1] if len(sys.argv) > 1 else "docs/bench/results.json")
+    data = json.loads(source.read_text())
+    for p in write(data, source.parent):
+        print(p)

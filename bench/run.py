@@ -1,0 +1,854 @@
+"""``make bench``: how close the application gets to what its database (and its frameworks) can do,
+measured side by side on this machine.
+
+    python -m app.devtools.services -- python -m bench.run [--quick] [--runs N] [--duration S] [--only PHASES]
+
+``DATABASE_URL`` / ``REDIS_URL`` name the servers (``make bench`` starts embedded ones when unset).
+The bench works in a database of its own on that server (``oms_bench``, dropped and created
+again; ``oms_bench_recon`` for the reconciliation) and in Redis logical database 14 of that
+server (flushed), runs the Procfile's ``release`` line, seeds users, products and filled carts in
+SQL, starts ``web`` and ``beat`` exactly as the Procfile says (``worker`` for the payments phase),
+the payment sandbox and an SMTP sink, and then measures:
+
+1. ``limit``    the checkout transaction(s) the app issues for one ``POST /orders`` (captured from
+                the app itself), replayed by pgbench at 1, 8 and 32 clients;
+2. ``checkout`` ``POST /orders`` through the stack (auth, validation, Idempotency-Key, outbox) with
+                wrk at 1, 8, 32 connections, each request a different user's pre-filled cart;
+3. ``reads``    ``GET /products/{id}`` and ``GET /orders/{id}`` vs bare Flask + psycopg running
+                the same SQL (bench/floor_app.py) under the same gunicorn settings;
+4. ``payments`` payments drained per second by one worker (concurrency 2) after a burst of orders,
+                vs bare Celery no-op tasks (bench/noop_tasks.py) on the same broker;
+5. ``scaling``  ``POST /orders`` with 1, 10 and 50 lines; ``flask reconcile-stock`` over growing
+                product tables (time and peak RSS).
+
+Every figure is the median of ``--runs`` runs (3; 1 with ``--quick``). Results go to
+docs/bench/results.json, docs/bench/results.md and PNG charts there; process logs to
+instance/bench/. Every process the bench starts is stopped when it ends or is interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psutil
+import redis
+
+from bench import capture, loadgen, report, seed
+from bench.procs import BIN, ROOT, Processes, free_port, wait_for
+
+PHASES = ("limit", "checkout", "reads", "payments", "scaling", "reconcile")
+PRODUCTS = 1000
+L10_FIRST, L50_FIRST = 10_000_000, 20_000_000
+REDIS_DB = 14
+
+
+@dataclass
+class Plan:
+    quick: bool
+    runs: int
+    duration: float
+    clients: tuple[int, ...]
+    read_clients: int
+    pool: int  # users with a 1-line cart, consumed one per order, refilled between measurements
+    scaling_pool: int
+    burst: int
+    reconcile_sizes: tuple[int, ...]
+    web_concurrency: int
+    phases: tuple[str, ...]
+    out_dir: Path
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> Plan:
+        cpus = os.cpu_count() or 1
+        quick = bool(args.quick)
+        return cls(
+            quick=quick,
+            runs=args.runs or (1 if quick else 3),
+            duration=args.duration or (3.0 if quick else 8.0),
+            clients=(1, 8, 32),
+            read_clients=8,
+            pool=8_000 if quick else 40_000,
+            scaling_pool=1_000 if quick else 4_000,
+            burst=args.burst or (300 if quick else 5_000),
+            reconcile_sizes=(1_000, 10_000, 100_000) if quick else (10_000, 100_000, 1_000_000),
+            web_concurrency=args.web_concurrency or max(2, 2 * cpus),
+            phases=tuple(args.only.split(",")) if args.only else PHASES,
+            out_dir=Path(args.out),
+        )
+
+
+def log(message: str) -> None:
+    print(f"[bench {datetime.now():%H:%M:%S}] {message}", file=sys.stderr, flush=True)
+
+
+class Bench:
+    def __init__(self, plan: Plan) -> None:
+        self.plan = plan
+        base_db = os.environ.get("DATABASE_URL")
+        base_redis = os.environ.get("REDIS_URL")
+        if not base_db or not base_redis:
+            raise SystemExit("DATABASE_URL and REDIS_URL must be set (make bench starts embedded ones)")
+        self.base_db = base_db
+        self.db_url = seed.with_database(base_db, "oms_bench")
+        self.recon_url = seed.with_database(base_db, "oms_bench_recon")
+        self.redis_url = re.sub(r"(/\d+)?$", f"/{REDIS_DB}", base_redis.rstrip("/"), count=1)
+        self.workdir = ROOT / "instance" / "bench"
+        self.web_port, self.floor_port = free_port(), free_port()
+        self.sandbox_port, self.smtp_port = free_port(), free_port()
+        self.env = {
+            **os.environ,
+            "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+            "DATABASE_URL": self.db_url,
+            "REDIS_URL": self.redis_url,
+            "APP_ENV": "production",
+            "SECRET_KEY": "bench-secret-key-0123456789abcdef0123456789",
+            "PAYMENT_DEFAULT_TOKEN": "pm_card_visa",
+            "PORT": str(self.web_port),
+            "WEB_CONCURRENCY": str(plan.web_concurrency),
+            "WORKER_CONCURRENCY": "2",
+            "STRIPE_API_BASE": f"http://127.0.0.1:{self.sandbox_port}",
+            "SMTP_URL": f"smtp://127.0.0.1:{self.smtp_port}",
+            "CELERY_BEAT_SCHEDULE": str(self.workdir / "celerybeat-schedule"),
+            "LOG_LEVEL": "INFO",
+            "PYTHONUNBUFFERED": "1",
+        }
+        for name in ("TEST_DATABASE_URL", "TEST_REDIS_URL", "FLASK_APP"):
+            self.env.pop(name, None)
+        self.procs = Processes(self.workdir, self.env)
+        self.results: dict[str, Any] = {}
+        self.files: dict[str, Path] = {}
+        self.measure_id = 0
+        self.app: Any = None
+
+    # ---- setup -------------------------------------------------------------------------------------
+    def setup(self) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        for old in self.workdir.glob("*.log"):
+            old.unlink()
+        log(f"database oms_bench on {seed.make_url(self.base_db).host}; redis db {REDIS_DB}")
+        seed.recreate_database(self.base_db, "oms_bench")
+        redis.Redis.from_url(self.redis_url).flushdb()
+        self.release(self.db_url)
+        from app.adapters.passwords import hash_password
+
+        password_hash = hash_password(seed.BENCH_PASSWORD)
+        started = time.monotonic()
+        with seed.connect(self.db_url) as conn:
+            seed.install_helpers(conn)
+            seed.seed_products(conn, PRODUCTS)
+            seed.seed_users(conn, 0, self.plan.pool, password_hash)
+            seed.seed_users(conn, L10_FIRST, self.plan.scaling_pool, password_hash)
+            seed.seed_users(conn, L50_FIRST, self.plan.scaling_pool, password_hash)
+            seed.fill_carts(conn, 0, self.plan.pool, 1, PRODUCTS)
+            seed.fill_carts(conn, L10_FIRST, self.plan.scaling_pool, 10, PRODUCTS)
+            seed.fill_carts(conn, L50_FIRST, self.plan.scaling_pool, 50, PRODUCTS)
+        log(
+            f"seeded {PRODUCTS} products, {self.plan.pool + 2 * self.plan.scaling_pool} users and carts "
+            f"in {time.monotonic() - started:.1f}s"
+        )
+
+        from app import create_app
+
+        self.app = create_app(
+            {
+                "DATABASE_URL": self.db_url,
+                "REDIS_URL": self.redis_url,
+                "LOG_LEVEL": "WARNING",
+                "APP_ENV": "production",
+                "SECRET_KEY": self.env["SECRET_KEY"],
+                "PAYMENT_DEFAULT_TOKEN": "pm_card_visa",
+            }
+        )
+        started = time.monotonic()
+        self.files["tokens"] = seed.write_tokens(self.app, self.workdir / "users.tsv", 0, self.plan.pool)
+        self.files["tokens10"] = seed.write_tokens(
+            self.app, self.workdir / "users10.tsv", L10_FIRST, self.plan.scaling_pool
+        )
+        self.files["tokens50"] = seed.write_tokens(
+            self.app, self.workdir / "users50.tsv", L50_FIRST, self.plan.scaling_pool
+        )
+        log(f"signed access tokens in {time.monotonic() - started:.1f}s")
+        self.capture()
+
+    def release(self, database_url: str) -> None:
+        subprocess.run(
+            ["sh", "-c", self.procs.lines["release"]],
+            cwd=ROOT,
+            env={**self.env, "DATABASE_URL": database_url},
+            check=True,
+            stdout=subprocess.DEVNULL,
+            timeout=300,
+        )
+
+    def capture(self) -> None:
+        """Record the SQL of one POST /orders (1, 10, 50 lines) and of the two reads."""
+        from app.extensions import db
+
+        client = self.app.test_client()
+        users = self.token_lines("tokens")
+        with self.app.app_context():
+            engine = db.engine
+
+        def checkout(line: list[str], key: str) -> Any:
+            uid, cid, token = line
+            return client.post(
+                "/orders",
+                json={"userId": uid, "cartId": cid},
+                headers={"Authorization": f"Bearer {token}", "Idempotency-Key": key},
+            )
+
+        warm = checkout(users[-1], "bench-capture-warmup")
+        if warm.status_code != 201:
+            raise RuntimeError(f"POST /orders answered {warm.status_code}: {warm.get_data(as_text=True)}")
+        facts: dict[str, Any] = {}
+        capture_n = self.plan.pool - 2
+        with seed.connect(self.db_url) as conn:
+            before = conn.execute("SELECT coalesce(max(id), 0) FROM outbox").fetchone()[0]
+        key = "bench-capture-key"
+        started_at = datetime.now(UTC)
+        with capture.SqlRecorder(engine) as recorder:
+            response = checkout(users[capture_n], key)
+        if response.status_code != 201:
+            raise RuntimeError(
+                f"POST /orders answered {response.status_code}: {response.get_data(as_text=True)}"
+            )
+        order_id = response.get_json()["orderId"]
+        with seed.connect(self.db_url) as conn:
+            outbox_ids = [r[0] for r in conn.execute("SELECT id FROM outbox WHERE id > %s", (before,))]
+        script, facts["checkout"] = capture.pgbench_script(
+            capture.CheckoutCapture(recorder.steps, capture_n, PRODUCTS, key, started_at, outbox_ids)
+        )
+        if facts["checkout"]["unmapped_bench_ids"]:
+            raise RuntimeError(
+                f"unexpected ids in the checkout SQL: {facts['checkout']['unmapped_bench_ids']}"
+            )
+        self.files["pgbench"] = self.workdir / "checkout.pgbench.sql"
+        self.files["pgbench"].write_text(script)
+
+        for lines, name in ((10, "tokens10"), (50, "tokens50")):
+            line = self.token_lines(name)[-1]
+            with capture.SqlRecorder(engine) as recorder:
+                response = checkout(line, f"bench-capture-{lines}")
+            if response.status_code != 201:
+                raise RuntimeError(f"{lines}-line POST /orders answered {response.status_code}")
+            facts[f"checkout_{lines}_lines"] = {"statements": capture.statement_count(recorder.steps)}
+
+        floor: dict[str, Any] = {}
+        product_id = seed.bench_uuid(seed.PRODUCT, 7)
+        reads = (
+            ("product", f"/products/{product_id}", product_id, None),
+            ("order", f"/orders/{order_id}", order_id, users[capture_n][2]),
+        )
+        for name, path, ident, token in reads:
+            headers = {"Authorization": f"Bearer {token}"} if token else {}
+            client.get(path, headers=headers)  # warm
+            with capture.SqlRecorder(engine) as recorder:
+                response = client.get(path, headers=headers)
+            if response.status_code != 200:
+                raise RuntimeError(f"GET {path} answered {response.status_code}")
+            import uuid as _uuid
+
+            floor[name] = capture.floor_queries(recorder.steps, _uuid.UUID(str(ident)))
+            facts[f"get_{name}"] = {"statements": capture.statement_count(recorder.steps)}
+        self.files["floor"] = self.workdir / "floor_queries.json"
+        self.files["floor"].write_text(json.dumps(floor, indent=2))
+        with self.app.app_context():
+            db.engine.dispose()
+        self.results["sql"] = facts
+        log(
+            f"captured: POST /orders = {facts['checkout']['statements']} statements in "
+            f"{facts['checkout']['transactions']} transactions; pgbench script {self.files['pgbench']}"
+        )
+
+    def token_lines(self, name: str) -> list[list[str]]:
+        return [ln.rstrip("\n").split("\t") for ln in self.files[name].open()]
+
+    # ---- processes ---------------------------------------------------------------------------------
+    def start_stack(self) -> None:
+        self.procs.start(
+            "payments", f"flask --app app payments-sandbox --host 127.0.0.1 --port {self.sandbox_port}"
+        )
+        self.procs.start("smtp", f"python -m app.devtools.smtp_sink --host 127.0.0.1 --port {self.smtp_port}")
+        self.procs.start_procfile("web")
+        self.procs.start_procfile("beat")
+        self.procs.wait_port("payments", self.sandbox_port)
+        self.procs.wait_port("smtp", self.smtp_port)
+        self.procs.wait_http("web", f"{self.web_url}/readyz", timeout=90)
+        log(
+            f"web (gunicorn, WEB_CONCURRENCY={self.plan.web_concurrency}), beat, payment sandbox "
+            "and SMTP sink up"
+        )
+
+    @property
+    def web_url(self) -> str:
+        return f"http://127.0.0.1:{self.web_port}"
+
+    def start_floor(self) -> None:
+        self.procs.start(
+            "floor",
+            "gunicorn 'bench.floor_app:create_app()' --config gunicorn.conf.py",
+            env={
+                "PORT": str(self.floor_port),
+                "FLOOR_DATABASE_URL": seed.libpq_url(self.db_url),
+                "FLOOR_QUERIES": str(self.files["floor"]),
+            },
+        )
+        self.procs.wait_http("floor", f"http://127.0.0.1:{self.floor_port}/healthz", timeout=60)
+
+    def close(self) -> None:
+        self.procs.stop_all()
+
+    # ---- helpers -----------------------------------------------------------------------------------
+    def next_run_id(self) -> int:
+        self.measure_id += 1
+        return self.measure_id
+
+    def refill(self, first: int, count: int, lines: int) -> None:
+        time.sleep(1)  # let requests that were still running when the load generator stopped finish
+        with seed.connect(self.db_url) as conn:
+            seed.fill_carts(conn, first, count, lines, PRODUCTS)
+            conn.execute("VACUUM (ANALYZE) cart_items")
+
+    def wrk_checkout(self, tokens: str, clients: int, duration: float) -> loadgen.Measurement:
+        run_id = self.next_run_id()
+        with CpuMeter(self.procs, "web") as cpu:
+            m = loadgen.run_wrk(
+                self.web_url,
+                "checkout.lua",
+                [str(self.files[tokens]), f"r{run_id}", "measure", str(run_id * 7919)],
+                clients=clients,
+                duration_s=duration,
+                ok_statuses=("201",),
+                expected_statuses=("409",),
+            )
+        m.statuses["_cpu"] = cpu.summary()  # type: ignore[assignment]
+        return m
+
+    def pgbench(self, clients: int, duration: float) -> loadgen.Measurement:
+        m = loadgen.run_pgbench(
+            seed.libpq_url(self.db_url),
+            self.files["pgbench"],
+            clients=clients,
+            duration_s=duration,
+            variables={
+                "k": 0,
+                "first": 0,
+                "pool": self.plan.pool,
+                "nprod": PRODUCTS,
+                "run": self.next_run_id(),
+            },
+        )
+        m.reused = max(0, m.completed - self.plan.pool)
+        return m
+
+    # ---- phases ------------------------------------------------------------------------------------
+    def warm_up(self) -> None:
+        self.refill(0, self.plan.pool, 1)
+        m = self.wrk_checkout("tokens", 8, 3)
+        log(f"warm-up: {m.per_second} orders/s, statuses {m.statuses}")
+
+    def phase_checkout(self) -> None:
+        """The limit (pgbench) and POST /orders (wrk), interleaved, at each client count."""
+        do_limit, do_http = "limit" in self.plan.phases, "checkout" in self.plan.phases
+        limit: dict[int, list[loadgen.Measurement]] = {c: [] for c in self.plan.clients}
+        http: dict[int, list[loadgen.Measurement]] = {c: [] for c in self.plan.clients}
+        for run in range(self.plan.runs):
+            for clients in self.plan.clients:
+                if do_limit:
+                    self.refill(0, self.plan.pool, 1)
+                    m = self.pgbench(clients, self.plan.duration)
+                    limit[clients].append(m)
+                    log(
+                        f"run {run + 1} limit    c={clients:<3} {m.per_second:8.1f} tx/s  "
+                        f"p50 {m.p50_ms:6.2f} ms  p99 {m.p99_ms:6.2f} ms"
+                    )
+                if do_http:
+                    self.refill(0, self.plan.pool, 1)
+                    m = self.wrk_checkout("tokens", clients, self.plan.duration)
+                    http[clients].append(m)
+                    log(
+                        f"run {run + 1} checkout c={clients:<3} {m.per_second:8.1f} orders/s  "
+                        f"p50 {m.p50_ms:6.2f} ms  p99 {m.p99_ms:6.2f} ms  statuses {m.statuses}"
+                    )
+        if do_limit:
+            self.results["limit"] = {str(c): loadgen.median_of(runs) for c, runs in limit.items()}
+        if do_http:
+            self.results["checkout"] = {str(c): loadgen.median_of(runs) for c, runs in http.items()}
+
+    def phase_reads(self) -> None:
+        """GET /products/{id} and GET /orders/{id}: the stack vs the framework floor."""
+        tokens = {line[0]: line[2] for line in self.token_lines("tokens")}
+        with seed.connect(self.db_url) as conn:
+            rows = conn.execute(
+                "SELECT id, user_id FROM orders WHERE deleted_at IS NULL AND id::text NOT LIKE '000%%' "
+                "ORDER BY random() LIMIT 2000"
+            ).fetchall()
+        orders = [(str(oid), tokens[str(uid)]) for oid, uid in rows if str(uid) in tokens]
+        if not orders:
+            raise RuntimeError("no orders to read: run the checkout phase first")
+        files = {}
+        for target in ("stack", "floor"):
+            products = self.workdir / f"get_products_{target}.tsv"
+            products.write_text(
+                "".join(f"/products/{seed.bench_uuid(seed.PRODUCT, p)}\t-\n" for p in range(PRODUCTS))
+            )
+            order_file = self.workdir / f"get_orders_{target}.tsv"
+            order_file.write_text(
+                "".join(f"/orders/{oid}\t{tok if target == 'stack' else '-'}\n" for oid, tok in orders)
+            )
+            files[("product", target)] = products
+            files[("order", target)] = order_file
+        self.start_floor()
+        urls = {"stack": self.web_url, "floor": f"http://127.0.0.1:{self.floor_port}"}
+        names = {"stack": "web", "floor": "floor"}
+        found: dict[tuple[str, str], list[loadgen.Measurement]] = {key: [] for key in files}
+        try:
+            for target in ("stack", "floor"):  # warm both
+                for what in ("product", "order"):
+                    loadgen.run_wrk(
+                        urls[target], "get.lua", [str(files[(what, target)])], clients=8, duration_s=2
+                    )
+            for run in range(self.plan.runs):
+                for what in ("product", "order"):
+                    for target in ("stack", "floor"):
+                        with CpuMeter(self.procs, names[target]) as cpu:
+                            m = loadgen.run_wrk(
+                                urls[target],
+                                "get.lua",
+                                [str(files[(what, target)])],
+                                clients=self.plan.read_clients,
+                                duration_s=self.plan.duration,
+                            )
+                        m.statuses["_cpu"] = cpu.summary()  # type: ignore[assignment]
+                        found[(what, target)].append(m)
+                        log(
+                            f"run {run + 1} GET {what:<7} {target:<5} {m.per_second:8.1f} req/s  "
+                            f"p50 {m.p50_ms:6.2f} ms  p99 {m.p99_ms:6.2f} ms  statuses {m.statuses}"
+                        )
+        finally:
+            self.procs.stop("floor")
+        self.results["reads"] = {
+            what: {target: loadgen.median_of(found[(what, target)]) for target in ("stack", "floor")}
+            for what in ("product", "order")
+        }
+
+    def phase_payments(self) -> None:
+        """A burst of orders with no worker running, then one worker (concurrency 2) drains it."""
+        r = redis.Redis.from_url(self.redis_url)
+        payments: list[dict[str, Any]] = []
+        noops: list[dict[str, Any]] = []
+        n = self.plan.burst
+        burst_file = self.workdir / "burst_users.tsv"
+        burst_file.write_text("".join("\t".join(line) + "\n" for line in self.token_lines("tokens")[:n]))
+        self.files["burst"] = burst_file
+        for run in range(self.plan.runs):
+            with seed.connect(self.db_url) as conn:
+                conn.execute(
+                    "UPDATE payments SET status = 'FAILED', failure_reason = 'BENCH_DISCARDED' "
+                    "WHERE status = 'PENDING'"
+                )
+            r.flushdb()
+            self.refill(0, n, 1)
+            started = time.monotonic()
+            loadgen.run_wrk_until(
+                self.web_url,
+                "checkout.lua",
+                [str(burst_file), f"r{self.next_run_id()}", "burst"],
+                clients=8,
+                done=lambda: self.pending_payments() >= n,
+                timeout_s=max(120.0, n / 5),
+            )
+            pending = wait_for(
+                lambda: self.pending_payments() or None, 30, "the burst's payments", interval=0.5
+            )
+            queued = r.llen("oms")
+            log(
+                f"run {run + 1} burst: {pending} PENDING payments placed in "
+                f"{time.monotonic() - started:.1f}s, "
+                f"{queued} messages queued"
+            )
+            result = self.drain_payments(pending)
+            result["queued_before"] = queued
+            payments.append(result)
+            log(
+                f"run {run + 1} payments drained: {result['per_second']:.1f}/s "
+                f"({result['tasks']} tasks, {result['tasks_per_second']:.1f} tasks/s)"
+            )
+            noops.append(self.drain_noop(n))
+            log(f"run {run + 1} bare celery no-op: {noops[-1]['per_second']:.1f} tasks/s")
+        self.results["payments"] = {
+            "burst": n,
+            "payments": summarise(payments, ("per_second", "tasks_per_second", "seconds")),
+            "noop": summarise(noops, ("per_second", "seconds")),
+        }
+
+    def pending_payments(self) -> int:
+        with seed.connect(self.db_url) as conn:
+            return int(conn.execute("SELECT count(*) FROM payments WHERE status = 'PENDING'").fetchone()[0])
+
+    def drain_payments(self, pending: int) -> dict[str, Any]:
+        name = f"worker-{self.next_run_id()}"
+        self.procs.start(name, self.procs.lines["worker"])
+        try:
+            self.procs.wait_log(name, " ready.", timeout=120)
+            started = time.monotonic()
+            deadline = started + max(600.0, pending / 2)
+            while self.pending_payments() > 0:
+                self.procs.check_alive(name)
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"payments not drained after {deadline - started:.0f}s")
+                time.sleep(0.2)
+            seconds = time.monotonic() - started
+            tasks = self.procs.log(name).count('"task_finished"')
+        finally:
+            self.procs.stop(name)
+        with seed.connect(self.db_url) as conn:
+            statuses = dict(
+                conn.execute(
+                    "SELECT status, count(*) FROM payments "
+                    "WHERE failure_reason IS DISTINCT FROM 'BENCH_DISCARDED' "
+                    "AND updated_at > now() - interval '1 hour' GROUP BY status"
+                ).fetchall()
+            )
+        return {
+            "payments": pending,
+            "seconds": round(seconds, 2),
+            "per_second": round(pending / seconds, 1),
+            "tasks": tasks,
+            "tasks_per_second": round(tasks / seconds, 1),
+            "statuses": statuses,
+        }
+
+    def drain_noop(self, count: int) -> dict[str, Any]:
+        from bench import noop_tasks
+
+        noop_tasks.app.conf.broker_url = self.redis_url
+        r = redis.Redis.from_url(self.redis_url)
+        r.delete(noop_tasks.QUEUE)
+        with noop_tasks.app.connection_for_write() as conn, conn.Producer() as producer:
+            for i in range(count):
+                noop_tasks.noop.apply_async((i,), producer=producer)
+        name = f"noop-{self.next_run_id()}"
+        self.procs.start(
+            name,
+            "celery --app bench.noop_tasks worker --loglevel INFO --concurrency 2 "
+            f"--queues {noop_tasks.QUEUE} --without-gossip --without-mingle",
+        )
+        try:
+            self.procs.wait_log(name, " ready.", timeout=120)
+            started = time.monotonic()
+            deadline = started + 600
+
+            def remaining() -> int:
+                return int(r.llen(noop_tasks.QUEUE)) + int(r.hlen("unacked"))
+
+            while remaining() > 0:
+                self.procs.check_alive(name)
+                if time.monotonic() > deadline:
+                    raise TimeoutError("no-op tasks not drained")
+                time.sleep(0.05)
+            seconds = time.monotonic() - started
+        finally:
+            self.procs.stop(name)
+        return {"tasks": count, "seconds": round(seconds, 2), "per_second": round(count / seconds, 1)}
+
+    def phase_scaling(self) -> None:
+        """POST /orders with 1, 10 and 50 lines, one client (the cost of a request, no queueing)."""
+        pools = {
+            1: ("tokens", 0, self.plan.pool),
+            10: ("tokens10", L10_FIRST, self.plan.scaling_pool),
+            50: ("tokens50", L50_FIRST, self.plan.scaling_pool),
+        }
+        found: dict[int, list[loadgen.Measurement]] = {lines: [] for lines in pools}
+        for run in range(self.plan.runs):
+            for lines, (tokens, first, count) in pools.items():
+                self.refill(first, count, lines)
+                m = self.wrk_checkout(tokens, 1, self.plan.duration)
+                found[lines].append(m)
+                log(
+                    f"run {run + 1} checkout {lines:>2} lines: {m.per_second:7.1f} orders/s  "
+                    f"p50 {m.p50_ms:6.2f} ms  p99 {m.p99_ms:6.2f} ms  statuses {m.statuses}"
+                )
+        self.results["lines"] = {str(lines): loadgen.median_of(runs) for lines, runs in found.items()}
+
+    def phase_reconcile(self) -> None:
+        """``flask --app app reconcile-stock`` over growing product tables: time and peak RSS."""
+        seed.recreate_database(self.base_db, "oms_bench_recon")
+        self.release(self.recon_url)
+        with seed.connect(self.recon_url) as conn:
+            seed.install_helpers(conn)
+        out: dict[str, Any] = {}
+        time_bin = Path("/usr/bin/time")
+        try:
+            for size in self.plan.reconcile_sizes:
+                started = time.monotonic()
+                with seed.connect(self.recon_url) as conn:
+                    conn.execute("TRUNCATE products, stock_movements, reconciliations CASCADE")
+                    seed.seed_products(conn, size)
+                    conn.execute("VACUUM (ANALYZE) products, stock_movements")
+                log(f"reconcile: seeded {size} products in {time.monotonic() - started:.1f}s")
+                runs = []
+                for run in range(self.plan.runs):
+                    with seed.connect(self.recon_url) as conn:
+                        drifted = conn.execute(
+                            "UPDATE products SET stock = stock + 1 WHERE right(id::text, 2) = '00'"
+                        ).rowcount
+                    runs.append(self.reconcile_once(time_bin, drifted))
+                    log(
+                        f"run {run + 1} reconcile {size:>9} products: {runs[-1]['seconds']:.2f}s wall, "
+                        f"{runs[-1]['run_seconds']:.2f}s in the run, "
+                        f"peak RSS {runs[-1]['peak_rss_mb']:.0f} MB, "
+                        f"{runs[-1]['corrected']} corrected of {drifted} drifted"
+                    )
+                out[str(size)] = summarise(runs, ("seconds", "run_seconds", "peak_rss_mb"))
+        finally:
+            seed.drop_database(self.base_db, "oms_bench_recon")
+        self.results["reconcile"] = out
+
+    def reconcile_once(self, time_bin: Path, drifted: int) -> dict[str, Any]:
+        env = {**self.env, "DATABASE_URL": self.recon_url}
+        command = ["flask", "--app", "app", "reconcile-stock"]
+        started = time.monotonic()
+        if time_bin.exists():
+            proc = subprocess.run(
+                [str(time_bin), "-v", *command],
+                env=env,
+                cwd=ROOT,
+                capture_output=True,
+                text=True,
+                timeout=1800,
+            )
+            match = re.search(r"Maximum resident set size \(kbytes\): (\d+)", proc.stderr)
+            peak_kb = int(match.group(1)) if match else 0
+        else:
+            peak_kb, proc = rss_of(command, env)
+        seconds = time.monotonic() - started
+        if proc.returncode != 0:
+            raise RuntimeError(f"reconcile-stock failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
+        with seed.connect(self.recon_url) as conn:
+            row = conn.execute(
+                "SELECT extract(epoch FROM finished_at - started_at), products_checked, "
+                "jsonb_array_length(discrepancies) FROM reconciliations ORDER BY started_at DESC LIMIT 1"
+            ).fetchone()
+        return {
+            "seconds": round(seconds, 2),
+            "run_seconds": round(float(row[0]), 3),
+            "products_checked": int(row[1]),
+            "corrected": int(row[2]),
+            "peak_rss_mb": round(peak_kb / 1024, 1),
+        }
+
+    # ---- the whole bench ---------------------------------------------------------------------------
+    def run(self) -> dict[str, Any]:
+        phases = self.plan.phases
+        self.results["machine"] = machine_facts(self.base_db)
+        self.results["plan"] = {
+            "quick": self.plan.quick,
+            "runs": self.plan.runs,
+            "duration_s": self.plan.duration,
+            "clients": list(self.plan.clients),
+            "read_clients": self.plan.read_clients,
+            "burst": self.plan.burst,
+            "web_concurrency": self.plan.web_concurrency,
+            "gunicorn": "gthread, 4 threads per worker (gunicorn.conf.py)",
+            "worker_concurrency": 2,
+            "products": PRODUCTS,
+            "reconcile_sizes": list(self.plan.reconcile_sizes),
+        }
+        started = time.monotonic()
+        self.setup()
+        self.start_stack()
+        if {"checkout", "reads", "payments", "scaling"} & set(phases):
+            self.warm_up()
+        if {"limit", "checkout"} & set(phases):
+            self.phase_checkout()
+        if "reads" in phases:
+            self.phase_reads()
+        if "scaling" in phases:
+            self.phase_scaling()
+        if "payments" in phases:
+            self.phase_payments()
+        if "reconcile" in phases:
+            self.phase_reconcile()
+        self.results["machine"]["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
+        self.results["elapsed_s"] = round(time.monotonic() - started, 1)
+        return self.results
+
+
+class CpuMeter:
+    """CPU seconds used by a process group (e.g. gunicorn and its workers) and by the whole machine
+    while a measurement runs: tells whether the web tier or something else is the bottleneck."""
+
+    def __init__(self, procs: Processes, name: str) -> None:
+        self.procs, self.name = procs, name
+
+    def _group_cpu(self) -> float:
+        try:
+            leader = psutil.Process(self.procs.pid(self.name))
+            total = 0.0
+            for p in [leader, *leader.children(recursive=True)]:
+                try:
+                    t = p.cpu_times()
+                    total += t.user + t.system
+                except psutil.Error:
+                    pass
+            return total
+        except (psutil.Error, KeyError):
+            return 0.0
+
+    def __enter__(self) -> CpuMeter:
+        self.t0 = time.monotonic()
+        self.g0 = self._group_cpu()
+        self.m0 = psutil.cpu_times()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.seconds = time.monotonic() - self.t0
+        self.group = self._group_cpu() - self.g0
+        m1 = psutil.cpu_times()
+        busy0 = sum(self.m0) - self.m0.idle - getattr(self.m0, "iowait", 0)
+        busy1 = sum(m1) - m1.idle - getattr(m1, "iowait", 0)
+        self.machine = busy1 - busy0
+
+    def summary(self) -> dict[str, float]:
+        return {
+            "process_cores": round(self.group / self.seconds, 2),
+            "machine_cores": round(self.machine / self.seconds, 2),
+        }
+
+
+def rss_of(command: list[str], env: dict[str, str]) -> tuple[int, subprocess.CompletedProcess[str]]:
+    """Peak RSS (kB) of a command and its children by polling, where /usr/bin/time is missing."""
+    proc = subprocess.Popen(
+        command, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    peak = 0
+    p = psutil.Process(proc.pid)
+    while proc.poll() is None:
+        try:
+            rss = sum(c.memory_info().rss for c in [p, *p.children(recursive=True)])
+            peak = max(peak, rss)
+        except psutil.Error:
+            pass
+        time.sleep(0.05)
+    out, err = proc.communicate()
+    return peak // 1024, subprocess.CompletedProcess(command, proc.returncode, out, err)
+
+
+def summarise(runs: list[dict[str, Any]], keys: tuple[str, ...]) -> dict[str, Any]:
+    medians = {k: round(statistics.median(float(r[k]) for r in runs), 3) for k in keys}
+    return {**medians, "runs": runs}
+
+
+def machine_facts(database_url: str) -> dict[str, Any]:
+    with seed.connect(database_url) as conn:
+        pg_version = conn.execute("SHOW server_version").fetchone()[0]
+        settings = dict(
+            conn.execute(
+                "SELECT name, setting || coalesce(unit, '') FROM pg_settings WHERE name IN "
+                "('shared_buffers', 'synchronous_commit', 'fsync', 'max_connections', 'wal_level', "
+                "'work_mem')"
+            ).fetchall()
+        )
+
+    def version(command: list[str]) -> str:
+        try:
+            out = subprocess.run(command, capture_output=True, text=True, timeout=10)
+            return (out.stdout or out.stderr).strip().splitlines()[0]
+        except (OSError, IndexError, subprocess.SubprocessError):
+            return "unknown"
+
+    commit = version(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"])
+    dirty = subprocess.run(
+        ["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"],
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    cpu_model = (
+        next(
+            (
+                ln.split(":", 1)[1].strip()
+                for ln in Path("/proc/cpuinfo").read_text().splitlines()
+                if ln.startswith("model name")
+            ),
+            platform.processor(),
+        )
+        if Path("/proc/cpuinfo").exists()
+        else ""
+    )
+    return {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "nproc": os.cpu_count(),
+        "cpu": cpu_model,
+        "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "postgres": pg_version,
+        "postgres_settings": settings,
+        "redis": redis.Redis.from_url(os.environ["REDIS_URL"]).info("server").get("redis_version", "?"),
+        "wrk": version(["wrk", "-v"]),
+        "pgbench": version([loadgen.ensure_pgbench(), "--version"]),
+        "git_commit": commit + ("+dirty" if dirty else ""),
+        "load_average_start": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="a smoke run: 1 run of 3 s per figure, small sizes"
+    )
+    parser.add_argument("--runs", type=int, help="runs per figure (the median is reported) [3; quick 1]")
+    parser.add_argument("--duration", type=float, help="seconds per load run [8; quick 3]")
+    parser.add_argument("--burst", type=int, help="orders in the payments burst [5000; quick 300]")
+    parser.add_argument("--web-concurrency", type=int, help="gunicorn workers [2 x nproc]")
+    parser.add_argument("--only", help=f"comma-separated phases out of {','.join(PHASES)}")
+    parser.add_argument("--out", default=str(ROOT / "docs" / "bench"), help="where results go")
+    args = parser.parse_args(argv)
+    plan = Plan.from_args(args)
+    unknown = set(plan.phases) - set(PHASES)
+    if unknown:
+        parser.error(f"unknown phases: {', '.join(sorted(unknown))}")
+    loadgen.ensure_wrk()
+    loadgen.ensure_pgbench()
+    random.seed(7)
+
+    def interrupted(signum: int, _frame: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, interrupted)
+    bench = Bench(plan)
+    try:
+        results = bench.run()
+    except KeyboardInterrupt:
+        log("interrupted: stopping every process the bench started")
+        return 130
+    finally:
+        bench.close()
+    paths = report.write(results, plan.out_dir)
+    log(
+        "results: " + ", ".join(str(p.relative_to(ROOT)) if p.is_relative_to(ROOT) else str(p) for p in paths)
+    )
+    print(report.headline(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
