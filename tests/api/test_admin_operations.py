@@ -18,7 +18,7 @@ from app.domain.operations import R_COMPLETED, RUNNING
 from app.extensions import db
 from app.services.features import CHECKOUT, feature_cache, is_enabled
 from tests.api.test_conventions import assert_problem
-from worker.tasks import reconcile_stock
+from tests.tasks import run_task
 
 UNKNOWN = uuid.UUID("01900000-0000-7000-8000-000000000000")
 NOTIFICATION_FIELDS = {
@@ -208,7 +208,7 @@ def test_an_admin_starts_a_reconciliation_and_reads_its_record(app, client, admi
             )
         )
         db.session.commit()
-    reconcile_stock.apply(args=[run_id])
+    run_task(app, queue.RECONCILE_STOCK, run_id)
 
     done = client.get(f"/admin/reconciliations/{run_id}", headers=token_for(admin)).get_json()
     assert done["status"] == R_COMPLETED

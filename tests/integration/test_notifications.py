@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 import redis as redis_lib
+from flask import current_app
 from sqlalchemy import select, update
 
 from app.adapters import mailer, queue
@@ -23,7 +24,7 @@ from app.extensions import db
 from app.services.messagebus import EVENT_HANDLERS, EventContext
 from app.services.notifications import notify_customer
 from tests.shop import make_product, place_order_directly
-from worker.tasks import deliver_notification, retry_failed_notifications
+from tests.tasks import run_task
 
 
 @pytest.fixture(autouse=True)
@@ -73,7 +74,11 @@ def queued_deliveries(app) -> list[list[Any]]:
 
 def deliver(notification_id: uuid.UUID) -> None:
     """Run the delivery task for real (eagerly: its retries run at once, without the countdown)."""
-    deliver_notification.apply(args=[str(notification_id)])
+    run_task(current_app._get_current_object(), queue.DELIVER_NOTIFICATION, str(notification_id))
+
+
+def retry_failed_notifications() -> int:
+    return run_task(current_app._get_current_object(), queue.RETRY_FAILED_NOTIFICATIONS)
 
 
 def test_every_customer_facing_event_has_the_notification_handler():
@@ -159,7 +164,7 @@ def test_smtp_down_fails_after_max_attempts_then_the_retry_job_sends_it(
     assert failed.sent_at is None
 
     smtp.start()
-    assert retry_failed_notifications.apply().get() == 1
+    assert retry_failed_notifications() == 1
     (requeued,) = notifications()
     assert (requeued.status, requeued.attempts) == (N_PENDING, 0)  # a new round of attempts
     assert queued_deliveries(app)[-1] == [str(requeued.id)]
@@ -176,7 +181,7 @@ def test_the_retry_job_leaves_notifications_older_than_a_day_alone(app_ctx, orde
         update(Notification).values(status=N_FAILED, created_at=utcnow().replace(year=2000), last_error="x")
     )
     db.session.commit()
-    assert retry_failed_notifications.apply().get() == 0
+    assert retry_failed_notifications() == 0
     assert notifications()[0].status == N_FAILED
 
 
@@ -186,7 +191,7 @@ def test_the_retry_job_requeues_a_pending_notification_whose_delivery_was_lost(a
     db.session.execute(update(Notification).values(next_attempt_at=utcnow().replace(year=2000)))
     db.session.commit()
 
-    assert retry_failed_notifications.apply().get() == 1
+    assert retry_failed_notifications() == 1
     (lost,) = notifications()
     assert queued_deliveries(app) == [[str(lost.id)]]
     deliver(lost.id)
@@ -204,7 +209,7 @@ def test_an_erased_user_gets_no_email(app_ctx, order, customer, smtp):
     (unsent,) = notifications()
     assert (unsent.status, unsent.last_error, unsent.recipient) == (N_FAILED, NO_RECIPIENT, None)
     assert queued_deliveries(app_ctx) == []
-    assert retry_failed_notifications.apply().get() == 0
+    assert retry_failed_notifications() == 0
     deliver(unsent.id)
     assert smtp.received == []
 

@@ -19,7 +19,7 @@ from app.domain.outbox import OutboxMessage
 from app.extensions import db
 from app.services.reconciliation import ADVISORY_LOCK_KEY, BUSY, run_reconciliation
 from tests.shop import make_product, place_order_directly
-from worker.tasks import reconcile_stock
+from tests.tasks import run_task
 
 TIMEOUT = 900
 
@@ -253,7 +253,7 @@ def test_a_requested_run_finding_another_in_progress_is_recorded_failed(app_ctx,
     db.session.commit()
     with psycopg.connect(database_url, autocommit=True) as other:
         other.execute("SELECT pg_advisory_lock(%s)", (ADVISORY_LOCK_KEY,))
-        assert reconcile_stock.apply(args=[str(requested.id)]).get() == R_FAILED
+        assert run_task(app_ctx, queue.RECONCILE_STOCK, str(requested.id)) == R_FAILED
     db.session.expire_all()
     failed = db.session.get(Reconciliation, requested.id)
     assert (failed.status, failed.error) == (R_FAILED, BUSY)
@@ -264,7 +264,7 @@ def test_the_task_completes_a_requested_run(app_ctx):
     requested = Reconciliation(status=RUNNING, products_checked=0, orders_expired=0, discrepancies=[])
     db.session.add(requested)
     db.session.commit()
-    assert reconcile_stock.apply(args=[str(requested.id)]).get() == R_COMPLETED
+    assert run_task(app_ctx, queue.RECONCILE_STOCK, str(requested.id)) == R_COMPLETED
 
 
 def test_the_cli_runs_it_in_the_foreground(app, app_ctx):
