@@ -267,14 +267,6 @@ class OrderItem(Base):
     unit_price: Mapped[Decimal] = mapped_column(Numeric(12, 2))
     line_total: Mapped[Decimal] = mapped_column(Numeric(12, 2))
 
-    @property
-    def subtotal(self) -> Decimal:
-        return self.line_total
-
-    @property
-    def price(self) -> Decimal:
-        return self.unit_price
-
 
 class OrderStatusChange(Base):
     """The audit trail of an order: every transition with its actor, reason and request id."""
