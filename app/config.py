@@ -69,6 +69,8 @@ class Settings:
     RECONCILE_INTERVAL_SECONDS: int = 300
     OUTBOX_INTERVAL_SECONDS: float = 5.0
     AUTH_RATE_LIMIT: str = "10/minute"
+    # Checkouts per user (JWT subject): a cap on the sensitive business flow (OWASP API6).
+    CHECKOUT_RATE_LIMIT: str = "30/minute"
     PAYMENT_DEFAULT_TOKEN: str = "pm_card_visa"  # noqa: S105 (a test card id)
     FEATURE_CACHE_SECONDS: float = 5.0
     JWT_EXPIRES_SECONDS: int = 3600
@@ -129,6 +131,7 @@ class Settings:
             RECONCILE_INTERVAL_SECONDS=_int(env, "RECONCILE_INTERVAL_SECONDS", 300, 1),
             OUTBOX_INTERVAL_SECONDS=_float(env, "OUTBOX_INTERVAL_SECONDS", 5.0),
             AUTH_RATE_LIMIT=env.get("AUTH_RATE_LIMIT") or cls.AUTH_RATE_LIMIT,
+            CHECKOUT_RATE_LIMIT=env.get("CHECKOUT_RATE_LIMIT") or cls.CHECKOUT_RATE_LIMIT,
             PAYMENT_DEFAULT_TOKEN=env.get("PAYMENT_DEFAULT_TOKEN", default_token),
             FEATURE_CACHE_SECONDS=_float(env, "FEATURE_CACHE_SECONDS", 5.0),
             JWT_EXPIRES_SECONDS=_int(env, "JWT_EXPIRES_SECONDS", 3600, 1),

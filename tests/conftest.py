@@ -85,6 +85,7 @@ def make_app(database_url: str, redis_url: str, **overrides: Any) -> Flask:
         "DATABASE_URL": database_url,
         "REDIS_URL": redis_url,
         "AUTH_RATE_LIMIT": "1000/minute",
+        "CHECKOUT_RATE_LIMIT": "1000/minute",
         "STRIPE_API_BASE": "http://127.0.0.1:9",  # tests that charge start their own sandbox
         "SMTP_URL": "smtp://127.0.0.1:9",
         "LOG_LEVEL": "WARNING",

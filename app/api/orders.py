@@ -14,11 +14,11 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from app.api.schemas import Money, PageArgsSchema, StrictSchema, page_body, page_of
-from app.api.security import authenticated, current_actor
+from app.api.security import authenticated, current_actor, subject_or_address
 from app.domain.errors import ValidationFailed
 from app.domain.orders import ORDER_STATUSES, Order, OrderStatusChange
 from app.domain.payments import CREDIT_CARD, PAYMENT_METHODS
-from app.extensions import db
+from app.extensions import db, limiter
 from app.observability import ORDERS_PLACED
 from app.services import orders as service
 
@@ -177,12 +177,18 @@ def _etag(order: Order) -> str:
     return f'"{order.version}"'
 
 
+def checkout_rate_limit() -> str:
+    """``CHECKOUT_RATE_LIMIT`` of the running app (per user), read per request."""
+    return str(current_app.config["CHECKOUT_RATE_LIMIT"])
+
+
 # ---- endpoints ----------------------------------------------------------------------------------
 
 
 @blp.route("/orders")
 class Orders(MethodView):
     @authenticated
+    @limiter.limit(checkout_rate_limit, key_func=subject_or_address)
     @blp.arguments(OrderCreateSchema)
     @blp.doc(parameters=[IDEMPOTENCY_DOC])
     @blp.response(
@@ -211,6 +217,11 @@ class Orders(MethodView):
         503,
         response="SERVICE_UNAVAILABLE",
         description="Checkout is switched off (feature toggle), or the stock stayed locked after retries",
+    )
+    @blp.alt_response(
+        429,
+        response="TOO_MANY_REQUESTS",
+        description="More checkouts by this user than CHECKOUT_RATE_LIMIT allows (default 30/minute)",
     )
     def post(self, data: dict[str, Any]) -> Response:
         """Place an order from the caller's cart (checkout)."""

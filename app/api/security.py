@@ -16,7 +16,8 @@ from functools import wraps
 from typing import Any, TypeVar
 
 from flask import Flask, Response, current_app, g, request
-from flask_jwt_extended import create_access_token, get_jwt, verify_jwt_in_request
+from flask_jwt_extended import create_access_token, decode_token, get_jwt, verify_jwt_in_request
+from flask_limiter.util import get_remote_address
 from flask_smorest import Blueprint
 
 from app.api.errors import problem
@@ -163,6 +164,23 @@ def enforce_policy() -> None:
         if policy.kind == SELF_ONLY and actor.is_admin:
             raise Forbidden("Carts and checkout belong to their user alone")
         raise NotFound("The requested resource was not found")
+
+
+def subject_or_address() -> str:
+    """Rate-limit key: the bearer token's subject (signature and expiry checked), else the address.
+
+    Flask-Limiter runs before the access policy, so it cannot use ``current_actor()``; decoding the
+    token needs no database. A request with a bad token is keyed by its address (and then gets 401).
+    """
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        try:
+            subject = decode_token(token.strip()).get("sub")
+        except Exception:  # any invalid token: fall back to the address
+            subject = None
+        if subject:
+            return f"user:{subject}"
+    return f"address:{get_remote_address()}"
 
 
 def issue_token(user: User) -> tuple[str, int]:

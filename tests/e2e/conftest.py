@@ -130,6 +130,7 @@ class Stack:
             "NOTIFY_BACKOFF_SECONDS": "0.2",
             "CELERY_BEAT_SCHEDULE": str(workdir / "celerybeat-schedule"),
             "AUTH_RATE_LIMIT": "1000/minute",
+            "CHECKOUT_RATE_LIMIT": "1000/minute",
             "LOG_LEVEL": "INFO",
             "PYTHONUNBUFFERED": "1",
         }
