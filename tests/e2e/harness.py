@@ -19,15 +19,13 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import psycopg
-import pytest
 import requests
 
-from tests.e2e.conftest import ROOT, PrivateRedis, Stack, free_port, wait_for
+from tests.e2e.conftest import ROOT, Stack, free_port, wait_for
 
 SYSTEM_USER = "embedded_postgres"
 
@@ -86,11 +84,10 @@ class PrivatePostgres:
                 "127.0.0.1",
                 "-k",
                 str(self.datadir),
-                # Throw-away data: durability costs time and buys nothing here.
+                # Throw-away data: no fsync (the OS keeps the writes when the server is killed).
+                # Commits stay synchronous: an immediate shutdown must not lose a committed row.
                 "-c",
                 "fsync=off",
-                "-c",
-                "synchronous_commit=off",
                 "-c",
                 "full_page_writes=off",
                 "-c",
@@ -131,29 +128,6 @@ class PrivatePostgres:
         self.stop(signal.SIGINT)
         shutil.rmtree(self.datadir, ignore_errors=True)
         self.logfile.unlink(missing_ok=True)
-
-
-@pytest.fixture
-def private_postgres() -> Iterator[PrivatePostgres]:
-    server = PrivatePostgres()
-    server.start()
-    server.create_database()
-    yield server
-    server.destroy()
-
-
-@pytest.fixture
-def stack_on_private_postgres(
-    tmp_path: Path, private_postgres: PrivatePostgres, private_redis: PrivateRedis
-) -> Iterator[Stack]:
-    """The Procfile's processes on a Postgres and a Redis that the test may both stop."""
-    s = Stack(tmp_path, private_postgres.url, private_redis)
-    s.release()
-    yield s
-    s.stop_all()
-    if os.environ.get("E2E_SHOW_LOGS"):
-        for log in sorted(tmp_path.glob("*.log")):
-            print(f"===== {log.name}\n{log.read_text(errors='replace')[-4000:]}")
 
 
 # ---- driving the stack over HTTP -------------------------------------------------------------------
