@@ -7,7 +7,7 @@ export PATH := $(BIN):$(PATH)
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: install run test lint lint-migrations format bench clean
+.PHONY: install run test lint lint-migrations format bench soak clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -45,6 +45,12 @@ format: install
 
 bench: install
 	$(PY) -m app.devtools.services -- $(PY) -m bench.run $(BENCH_ARGS)
+
+## Soak: 10 minutes of steady mixed traffic against the Procfile processes (SOAK_ARGS="--minutes 1"
+## for a smoke run); writes docs/soak.json, docs/soak.md and docs/soak.png.
+SOAK_ARGS ?=
+soak: install
+	$(PY) -m app.devtools.services -- $(PY) -m bench.soak $(SOAK_ARGS)
 
 clean:
 	rm -rf instance/test-postgres instance/test-redis .pytest_cache .mypy_cache .ruff_cache
