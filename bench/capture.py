@@ -94,8 +94,15 @@ def transactions(steps: list[Step]) -> list[tuple[list[Step], str]]:
     return groups
 
 
-def statement_count(steps: list[Step]) -> int:
-    return sum(len(s.parameters) if s.executemany else 1 for group, _ in transactions(steps) for s in group)
+def statement_count(steps: list[Step]) -> dict[str, int]:
+    """Statements as the driver sent them (an executemany counts once: psycopg pipelines it), and
+    the statements the server ran (an executemany runs once per parameter set)."""
+    sent = [s for group, _ in transactions(steps) for s in group]
+    return {
+        "statements": len(sent),
+        "executed": sum(len(s.parameters) if s.executemany else 1 for s in sent),
+        "transactions": len(transactions(steps)),
+    }
 
 
 # ---- SQL literal rendering ------------------------------------------------------------------------
@@ -244,15 +251,19 @@ def pgbench_script(capture: CheckoutCapture) -> tuple[str, dict[str, Any]]:
         count = 0
         for step in statements:
             param_sets = step.parameters if step.executemany else [step.parameters]
+            if step.executemany:
+                lines.append("\\startpipeline")  # psycopg sends an executemany as one pipeline
             for params in param_sets:
                 lines.append(renderer.statement(step.statement, params) + ";")
                 count += 1
+            if step.executemany:
+                lines.append("\\endpipeline")
         lines.append("COMMIT;" if end == "commit" else "ROLLBACK;")
         per_txn.append(count)
     facts = {
         "transactions": len(groups),
-        "statements": sum(per_txn),
-        "statements_per_transaction": per_txn,
+        "executed": sum(per_txn),
+        "executed_per_transaction": per_txn,
         "fresh_ids": len(fresh),
         "unmapped_bench_ids": sorted(set(unknown)),
     }

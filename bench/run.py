@@ -233,6 +233,7 @@ class Bench:
         script, facts["checkout"] = capture.pgbench_script(
             capture.CheckoutCapture(recorder.steps, capture_n, PRODUCTS, key, started_at, outbox_ids)
         )
+        facts["checkout"].update(capture.statement_count(recorder.steps))
         if facts["checkout"]["unmapped_bench_ids"]:
             raise RuntimeError(
                 f"unexpected ids in the checkout SQL: {facts['checkout']['unmapped_bench_ids']}"
@@ -246,7 +247,7 @@ class Bench:
                 response = checkout(line, f"bench-capture-{lines}")
             if response.status_code != 201:
                 raise RuntimeError(f"{lines}-line POST /orders answered {response.status_code}")
-            facts[f"checkout_{lines}_lines"] = {"statements": capture.statement_count(recorder.steps)}
+            facts[f"checkout_{lines}_lines"] = capture.statement_count(recorder.steps)
 
         floor: dict[str, Any] = {}
         product_id = seed.bench_uuid(seed.PRODUCT, 7)
@@ -264,7 +265,7 @@ class Bench:
             import uuid as _uuid
 
             floor[name] = capture.floor_queries(recorder.steps, _uuid.UUID(str(ident)))
-            facts[f"get_{name}"] = {"statements": capture.statement_count(recorder.steps)}
+            facts[f"get_{name}"] = capture.statement_count(recorder.steps)
         self.files["floor"] = self.workdir / "floor_queries.json"
         self.files["floor"].write_text(json.dumps(floor, indent=2))
         with self.app.app_context():
