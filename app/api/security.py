@@ -221,7 +221,10 @@ def init_security(app: Flask) -> None:
 
     @jwt.token_in_blocklist_loader
     def _is_revoked(header: dict[str, Any], payload: dict[str, Any]) -> bool:
-        # A deleted user, or a token issued before the user's token version was bumped.
+        # A deleted user, or a token issued before the user's token version was bumped. A token
+        # without an expiry is refused too: we never issue one, and it would never die.
+        if not isinstance(payload.get("exp"), int):
+            return True
         try:
             user_id = uuid.UUID(str(payload.get("sub")))
         except ValueError:
