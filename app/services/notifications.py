@@ -65,11 +65,13 @@ def notify_customer(event: Event, context: EventContext) -> None:
     """Handler: one e-mail notification per event (idempotent), then queue its delivery."""
     with UnitOfWork(relay_after_commit=False) as uow:
         notification = record_notification(uow.session, event, context.event_id)
+        # Read before the commit expires the object: after it, each attribute is a new SELECT.
+        to_deliver = str(notification.id) if notification is not None and notification.deliverable else None
         uow.commit()
-    if notification is not None and notification.deliverable:
+    if to_deliver is not None:
         # BrokerUnavailable propagates: the event stays unprocessed and is dispatched again, and
         # the notification, still PENDING, is queued then.
-        send_task(DELIVER_NOTIFICATION, [str(notification.id)], request_id=context.request_id)
+        send_task(DELIVER_NOTIFICATION, [to_deliver], request_id=context.request_id)
 
 
 def record_notification(session: Session, event: Event, event_id: int) -> Notification | None:

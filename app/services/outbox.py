@@ -54,5 +54,5 @@ def handle_message(session: Session, message_id: int) -> bool:
         handler(event, context)
     repo.mark_processed(message_id)
     session.commit()
-    log.info("event_handled", event_type=message.event_type, outbox_id=message_id)
+    log.info("event_handled", event_type=event.name, outbox_id=message_id)
     return True
