@@ -232,19 +232,21 @@ def markdown(results: dict[str, Any]) -> str:
             "sink). "
             "The floor is the same number of no-op tasks on the same broker and worker settings.",
             "",
-            "| | per second | seconds | tasks/s |",
-            "|---|---|---|---|",
+            "| | per second | seconds | tasks/s | tasks/s vs no-op |",
+            "|---|---|---|---|---|",
             _row(
                 "payments",
                 _fmt(_get(pay, "payments", "per_second")),
                 _fmt(_get(pay, "payments", "seconds"), 1),
                 _fmt(_get(pay, "payments", "tasks_per_second")),
+                _pct(_ratio(_get(pay, "payments", "tasks_per_second"), _get(pay, "noop", "per_second"))),
             ),
             _row(
                 "bare Celery no-op tasks",
                 _fmt(_get(pay, "noop", "per_second")),
                 _fmt(_get(pay, "noop", "seconds"), 1),
                 _fmt(_get(pay, "noop", "per_second")),
+                "100 %",
             ),
             "",
             "![payments](payments.png)",

@@ -687,6 +687,16 @@ class Bench:
         if "reconcile" in phases:
             self.phase_reconcile()
         self.results["machine"]["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
+        busy = max(
+            self.results["machine"]["load_average_start"][0], self.results["machine"]["load_average_end"][0]
+        )
+        cpus = os.cpu_count() or 1
+        if busy > cpus:
+            self.results.setdefault("notes", []).append(
+                f"Other work was running on the machine (load average up to {busy:.1f} on {cpus} CPUs "
+                "at the start or end of the bench): absolute figures are low and noisy; ratios measured "
+                "side by side suffer less."
+            )
         self.results["elapsed_s"] = round(time.monotonic() - started, 1)
         return self.results
 
