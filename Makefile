@@ -29,6 +29,10 @@ run: install
 test: install
 	$(PY) -m app.devtools.services --tests -- pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
 
+## N-1 compatibility: the previous release's API tests on this release's schema (docs/deploy.md).
+n1-compat: install
+	$(PY) -m app.devtools.services --tests -- scripts/n1_compat.sh
+
 lint: install
 	ruff check .
 	ruff format --check .
