@@ -81,17 +81,27 @@ def authenticate(email: str, password: str) -> User:
     """The account these credentials open; ``Unauthorized`` alike for unknown email and wrong password."""
     with UnitOfWork() as uow:
         user = UserRepository(uow.session).by_email(email.strip())
-        # With no user, verify_password checks against a dummy hash, so the time taken does not
-        # reveal whether the email is registered.
-        valid = verify_password(user.password_hash if user is not None else None, password)
-        if user is None or not valid or not user.is_active:
-            raise Unauthorized("The email or password is incorrect")
-        if user.password_hash and needs_rehash(user.password_hash):
-            user.password_hash = hash_password(password)
+        if user is not None:
+            uow.session.expunge(user)  # loaded: it outlives this short read transaction
+    # Verified with no transaction open: argon2 is slow on purpose and must not hold a connection.
+    # With no user, verify_password checks against a dummy hash, so the time taken does not
+    # reveal whether the email is registered.
+    valid = verify_password(user.password_hash if user is not None else None, password)
+    if user is None or not valid or not user.is_active:
+        raise Unauthorized("The email or password is incorrect")
+    if user.password_hash and needs_rehash(user.password_hash):
+        _upgrade_hash(user.id, user.password_hash, hash_password(password))
+    return user
+
+
+def _upgrade_hash(user_id: uuid.UUID, verified_hash: str, password_hash: str) -> None:
+    """Store a hash made with today's parameters (same password: tokens stay valid), unless the
+    password changed since it was verified."""
+    with UnitOfWork() as uow:
+        stored = UserRepository(uow.session).lock_active(user_id)
+        if stored is not None and stored.password_hash == verified_hash:
+            stored.password_hash = password_hash
             uow.commit()
-        else:
-            uow.session.expunge(user)  # loaded: it outlives the read-only transaction
-        return user
 
 
 def _visible_user(repo: UserRepository, actor: Actor, user_id: uuid.UUID, *, lock: bool) -> User:

@@ -8,11 +8,15 @@ from datetime import timedelta
 
 import jwt as pyjwt
 import pytest
+from argon2 import PasswordHasher
 from flask import Flask
 from flask_jwt_extended import create_access_token
+from sqlalchemy import update
 
+from app.adapters.passwords import needs_rehash
 from app.api.errors import PROBLEM_JSON
-from app.extensions import limiter
+from app.domain.users import User
+from app.extensions import db, limiter
 from tests.conftest import make_app
 
 PASSWORD = "correct horse battery"  # the password of conftest's make_user
@@ -98,6 +102,19 @@ def test_an_expired_token_is_401(client, customer, app):
             expires_delta=timedelta(seconds=-1),
         )
     problem(client.get(f"/users/{customer.id}", headers={"Authorization": f"Bearer {token}"}), 401)
+
+
+def test_a_hash_made_with_outdated_parameters_is_upgraded_at_login(client, customer, app):
+    weak = PasswordHasher(time_cost=1, memory_cost=8 * 1024, parallelism=1).hash(PASSWORD)
+    with app.app_context():
+        db.session.execute(update(User).where(User.id == customer.id).values(password_hash=weak))
+        db.session.commit()
+    assert token_request(client, customer.email).status_code == 200
+    with app.app_context():
+        stored = db.session.get(User, customer.id)
+        assert stored.password_hash != weak
+        assert not needs_rehash(stored.password_hash)
+        assert stored.token_version == customer.token_version
 
 
 # ---- rate limit ------------------------------------------------------------------------------
