@@ -182,6 +182,7 @@ class StripeGateway:
             )
         )
         replayed = _replayed(intent)
+        _check_intent(intent, payment_id, params["amount"], params["currency"])
         if intent.status != "succeeded":
             # e.g. requires_action (3-D Secure): nobody is there to authenticate, so it is a decline.
             raise PaymentDeclined(
@@ -246,6 +247,12 @@ class StripeGateway:
                 return func()
             except stripe.StripeError as exc:
                 raise translate(exc) from exc
+            except (AttributeError, KeyError, TypeError, ValueError) as exc:
+                # The library choked on an answer that is not Stripe's shape (e.g. an error body
+                # that is not an object): the gateway is not well; retry later, never crash the task.
+                raise GatewayUnavailable(
+                    f"malformed gateway answer: {exc!r}", code="malformed_answer"
+                ) from exc
 
         if self.breaker is None:
             return translated()
@@ -257,6 +264,34 @@ class StripeGateway:
 
 _gateways: dict[tuple[Any, ...], StripeGateway] = {}
 _gateways_lock = threading.Lock()
+
+
+def _check_intent(intent: Any, payment_id: uuid.UUID, amount: int, currency: str) -> None:
+    """Trust no answer blindly (OWASP API10): it must be a PaymentIntent for this very charge.
+
+    Anything else is treated like an unreachable gateway — retried, then left PENDING to expire,
+    when the charge is looked up by its metadata — because a charge may exist: never guess.
+    """
+
+    def field(name: str) -> Any:
+        try:
+            return getattr(intent, name, None)
+        except Exception:  # a malformed object may fail in any way
+            return None
+
+    if not isinstance(field("id"), str) or not isinstance(field("status"), str):
+        raise GatewayUnavailable("the gateway's answer is not a PaymentIntent", code="malformed_answer")
+    if field("status") != "succeeded":
+        return  # a decline: the caller reports it with the gateway's status
+    metadata = field("metadata")
+    to_dict = getattr(metadata, "to_dict", None)
+    asked_for = to_dict().get("paymentId") if callable(to_dict) else None
+    if field("amount") != amount or field("currency") != currency or asked_for != str(payment_id):
+        raise GatewayUnavailable(
+            f"the gateway confirmed a charge other than the one asked: {field('amount')!r} "
+            f"{field('currency')!r} for payment {asked_for!r}",
+            code="unexpected_answer",
+        )
 
 
 def _replayed(obj: Any) -> bool:
