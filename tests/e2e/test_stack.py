@@ -6,6 +6,7 @@ import psycopg
 import requests
 
 from tests.e2e.conftest import Stack, wait_for
+from tests.e2e.harness import ShopClient
 
 
 def test_procfile_processes_start_and_serve(stack: Stack):
@@ -26,24 +27,44 @@ def test_procfile_processes_start_and_serve(stack: Stack):
     assert any(entry.get("request_id") == "e2e-ready-1" for entry in web_lines)
 
 
-def test_outbox_message_is_relayed_by_beat_and_handled_by_the_worker(stack: Stack):
-    """A message committed while nothing published it is delivered by the beat relay."""
+def test_a_request_queues_a_task_through_the_outbox_and_the_worker_completes_it(stack: Stack):
+    """POST /orders commits an OrderPlaced outbox event; the worker charges the payment."""
+    stack.start_sandbox()
     stack.start_honcho(("web", "worker", "beat"))
     stack.wait_web()
     stack.wait_worker(log_name="honcho")
+    shop = ShopClient(stack)
+    _, admin = shop.sign_up("admin")
+    product = shop.create_product(admin, stock=5)
+    user_id, token = shop.sign_up()
+    cart_id = shop.fill_cart(user_id, token, product, quantity=2)
+
+    placed = shop.request(
+        "POST",
+        "/orders",
+        token,
+        json={"userId": user_id, "cartId": cart_id},
+        headers={"X-Request-ID": "e2e-checkout-1"},
+    )
+    assert placed.status_code == 201, placed.text
+    order_id = placed.json()["orderId"]
+    wait_for(
+        lambda: shop.payment_status(order_id, token) == "COMPLETED", timeout=60, what="payment COMPLETED"
+    )
+
     with psycopg.connect(stack.database_url, autocommit=True) as conn:
-        (message_id,) = conn.execute(
-            "INSERT INTO outbox (event_type, payload, request_id, created_at) "
-            "VALUES ('OrderDelivered', %s, 'e2e-outbox-1', now()) RETURNING id",
-            (json.dumps({"order_id": "00000000-0000-0000-0000-000000000000", "user_id": "x"}),),
-        ).fetchone()
-
-    def processed() -> bool:
-        with psycopg.connect(stack.database_url, autocommit=True) as conn:
-            row = conn.execute(
-                "SELECT published_at, processed_at FROM outbox WHERE id = %s", (message_id,)
-            ).fetchone()
-        return row is not None and row[0] is not None and row[1] is not None
-
-    wait_for(processed, timeout=60, what="outbox message processed")
-    assert "e2e-outbox-1" in stack.log("honcho")
+        rows = conn.execute("SELECT published_at, processed_at, request_id FROM outbox").fetchall()
+    assert rows and all(r[0] is not None for r in rows)
+    assert "e2e-checkout-1" in {r[2] for r in rows}
+    # The worker's log lines for the tasks this request queued carry its request id.
+    worker_lines = [
+        json.loads(line.split("|", 1)[1])
+        for line in stack.log("honcho").splitlines()
+        if line.split("|", 1)[0].strip().split(" ")[-1].startswith("worker")
+        and "|" in line
+        and line.split("|", 1)[1].strip().startswith("{")
+    ]
+    assert any(
+        entry.get("request_id") == "e2e-checkout-1" and entry.get("task") == "oms.charge_payment"
+        for entry in worker_lines
+    )
