@@ -298,6 +298,23 @@ def markdown(results: dict[str, Any]) -> str:
         out.append("")
     if results.get("lines") or results.get("reconcile"):
         out += ["![scaling](scaling.png)", ""]
+    profs = results.get("profiles") or {}
+    if profs:
+        out += [
+            "## Where the time goes (py-spy)",
+            "",
+            "Samples of the web tier (or the worker) during a run at 8 connections: the package of the "
+            "running frame (driver waits included: py-spy counts a thread blocked in psycopg or redis "
+            "as busy), and the share of samples inside each of our functions. Raw stacks: the "
+            "`profile_*.txt` files (speedscope and flamegraph.pl read them).",
+            "",
+        ]
+        for name, prof in profs.items():
+            packages = ", ".join(f"{pkg} {share} %" for pkg, share in prof.get("by_package", [])[:8])
+            functions = ", ".join(
+                f"`{fn.split('.', 2)[-1]}` {share} %" for fn, share in prof.get("our_functions", [])[:8]
+            )
+            out += [f"- **{name}** ({prof.get('samples')} samples): {packages}.", f"  Ours: {functions}.", ""]
     notes = results.get("notes")
     if notes:
         out += ["## Notes", "", *[f"- {n}" for n in notes], ""]

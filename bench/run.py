@@ -47,7 +47,7 @@ from typing import Any
 import psutil
 import redis
 
-from bench import capture, loadgen, report, seed
+from bench import capture, loadgen, profiles, report, seed
 from bench.procs import BIN, ROOT, Processes, free_port, wait_for
 
 PHASES = ("limit", "checkout", "reads", "payments", "scaling", "reconcile")
@@ -70,6 +70,7 @@ class Plan:
     web_concurrency: int
     phases: tuple[str, ...]
     out_dir: Path
+    profile: bool
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -89,6 +90,7 @@ class Plan:
             web_concurrency=args.web_concurrency or max(2, 2 * cpus),
             phases=tuple(args.only.split(",")) if args.only else PHASES,
             out_dir=Path(args.out),
+            profile=bool(args.profile),
         )
 
 
@@ -140,7 +142,8 @@ class Bench:
         self.workdir.mkdir(parents=True, exist_ok=True)
         for old in self.workdir.glob("*.log"):
             old.unlink()
-        log(f"database oms_bench on {seed.make_url(self.base_db).host}; redis db {REDIS_DB}")
+        where = seed.make_url(self.base_db)
+        log(f"database oms_bench on {where.host or where.query.get('host')}; redis db {REDIS_DB}")
         seed.recreate_database(self.base_db, "oms_bench")
         redis.Redis.from_url(self.redis_url).flushdb()
         self.release(self.db_url)
@@ -386,6 +389,16 @@ class Bench:
                         f"run {run + 1} checkout c={clients:<3} {m.per_second:8.1f} orders/s  "
                         f"p50 {m.p50_ms:6.2f} ms  p99 {m.p99_ms:6.2f} ms  statuses {m.statuses}"
                     )
+        if do_http and self.plan.profile:
+            self.refill(0, self.plan.pool, 1)
+            with PySpy(
+                self.procs,
+                "web",
+                self.plan.out_dir / "profile_checkout.txt",
+                self.plan.duration,
+                self.results,
+            ):
+                self.wrk_checkout("tokens", 8, self.plan.duration)
         if do_limit:
             self.results["limit"] = {str(c): loadgen.median_of(runs) for c, runs in limit.items()}
         if do_http:
@@ -441,6 +454,21 @@ class Bench:
                             f"run {run + 1} GET {what:<7} {target:<5} {m.per_second:8.1f} req/s  "
                             f"p50 {m.p50_ms:6.2f} ms  p99 {m.p99_ms:6.2f} ms  statuses {m.statuses}"
                         )
+            if self.plan.profile:
+                with PySpy(
+                    self.procs,
+                    "web",
+                    self.plan.out_dir / "profile_get_order.txt",
+                    self.plan.duration,
+                    self.results,
+                ):
+                    loadgen.run_wrk(
+                        urls["stack"],
+                        "get.lua",
+                        [str(files[("order", "stack")])],
+                        clients=8,
+                        duration_s=self.plan.duration,
+                    )
         finally:
             self.procs.stop("floor")
         self.results["reads"] = {
@@ -483,7 +511,7 @@ class Bench:
                 f"{time.monotonic() - started:.1f}s, "
                 f"{queued} messages queued"
             )
-            result = self.drain_payments(pending)
+            result = self.drain_payments(pending, profile=self.plan.profile and run == 0)
             result["queued_before"] = queued
             payments.append(result)
             log(
@@ -502,11 +530,18 @@ class Bench:
         with seed.connect(self.db_url) as conn:
             return int(conn.execute("SELECT count(*) FROM payments WHERE status = 'PENDING'").fetchone()[0])
 
-    def drain_payments(self, pending: int) -> dict[str, Any]:
+    def drain_payments(self, pending: int, profile: bool = False) -> dict[str, Any]:
         name = f"worker-{self.next_run_id()}"
         self.procs.start(name, self.procs.lines["worker"])
+        spy = (
+            PySpy(self.procs, name, self.plan.out_dir / "profile_worker.txt", 30, self.results)
+            if profile
+            else None
+        )
         try:
             self.procs.wait_log(name, " ready.", timeout=120)
+            if spy is not None:
+                spy.__enter__()
             started = time.monotonic()
             deadline = started + max(600.0, pending / 2)
             while self.pending_payments() > 0:
@@ -517,6 +552,8 @@ class Bench:
             seconds = time.monotonic() - started
             tasks = self.procs.log(name).count('"task_finished"')
         finally:
+            if spy is not None:
+                spy.__exit__()
             self.procs.stop(name)
         with seed.connect(self.db_url) as conn:
             statuses = dict(
@@ -701,6 +738,45 @@ class Bench:
         return self.results
 
 
+class PySpy:
+    """``py-spy record`` of a process group (gunicorn or celery and their children) for a while:
+    a flame graph of where the web tier or the worker spends its time."""
+
+    def __init__(
+        self, procs: Processes, name: str, out: Path, seconds: float, results: dict[str, Any]
+    ) -> None:
+        self.procs, self.name, self.out, self.seconds = procs, name, out, seconds
+        self.results = results
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> PySpy:
+        binary = BIN / "py-spy"
+        if not binary.exists():
+            log("py-spy is not installed (pip install py-spy): no profile")
+            return self
+        self.out.parent.mkdir(parents=True, exist_ok=True)
+        self.process = subprocess.Popen(
+            [str(binary), "record", "--pid", str(self.procs.pid(self.name)), "--subprocesses",
+             "--rate", "200", "--duration", f"{self.seconds:.0f}", "--format", "raw",
+             "--output", str(self.out), "--nonblocking"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        time.sleep(0.5)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.process is not None:
+            try:
+                self.process.wait(timeout=self.seconds + 30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=5)
+            if self.out.exists():
+                self.results.setdefault("profiles", {})[self.out.stem] = profiles.summarise(self.out)
+                log(f"profile written to {self.out}")
+
+
 class CpuMeter:
     """CPU seconds used by a process group (e.g. gunicorn and its workers) and by the whole machine
     while a measurement runs: tells whether the web tier or something else is the bottleneck."""
@@ -832,6 +908,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--web-concurrency", type=int, help="gunicorn workers [2 x nproc]")
     parser.add_argument("--only", help=f"comma-separated phases out of {','.join(PHASES)}")
     parser.add_argument("--out", default=str(ROOT / "docs" / "bench"), help="where results go")
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="also record py-spy flame graphs of the web tier (POST /orders, GET /orders/{id}, 8 "
+        "connections) and of the worker draining payments, into the output directory",
+    )
     args = parser.parse_args(argv)
     plan = Plan.from_args(args)
     unknown = set(plan.phases) - set(PHASES)
