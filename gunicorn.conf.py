@@ -14,8 +14,10 @@ timeout = 30
 keepalive = 5
 accesslog = None  # the app logs one JSON line per request
 errorlog = "-"
-max_requests = 5000
-max_requests_jitter = 500
+# No recycling after N requests: a recycled gthread worker closes its idle keep-alive connections,
+# and a client that had just sent a request on one gets "connection reset" (the soak saw exactly
+# that, docs/soak.md). Memory stays flat without it (docs/soak.json), so recycling buys nothing.
+max_requests = 0
 forwarded_allow_ips = "*"
 
 
