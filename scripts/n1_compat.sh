@@ -70,13 +70,13 @@ fi
 urls=$("$PY" - <<'EOF'
 import os
 from sqlalchemy import make_url
-from tests.conftest import create_database, server_dsn
+from tests.conftest import create_database
 
 base = os.environ["TEST_DATABASE_URL"]
 name = make_url(base).database or "oms"
 redis = make_url(os.environ["TEST_REDIS_URL"].replace("redis://", "postgresql://", 1))
 print(create_database(base, f"{name}_n1"))  # dropped and created: ours alone
-print(server_dsn(base, f"{name}_n1base"))  # the old suite creates <this>_master itself
+print(create_database(base, f"{name}_n1base"))  # the old suite creates <this>_master from it
 print(f"redis://{redis.host or '127.0.0.1'}:{redis.port or 6379}/{os.environ.get('N1_REDIS_DB', '15')}")
 EOF
 )
@@ -100,16 +100,17 @@ run_old_suite() { # run_old_suite JUNIT_XML DATABASE_URL PREMIGRATED [pytest arg
     "$PY" -m pytest -p no:xdist -p no:cacheprovider -q --junitxml="$xml" ${N1_PYTEST_ARGS:-} "$@")
 }
 
-failed_nodes() { # failed_nodes JUNIT_XML [skipped]: node ids of failed or errored (or skipped) tests
+nodes() { # nodes JUNIT_XML OUTCOME...: node ids of the tests with one of the outcomes
+  # (failure, error, skipped, passed)
   "$PY" - "$work/old" "$@" <<'EOF'
 import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-root = Path(sys.argv[1])
-outcomes = ("failure", "error", *sys.argv[3:])
+root, outcomes = Path(sys.argv[1]), set(sys.argv[3:])
 for case in ET.parse(sys.argv[2]).iter("testcase"):
-    if all(case.find(tag) is None for tag in outcomes):
+    found = {tag for tag in ("failure", "error", "skipped") if case.find(tag) is not None} or {"passed"}
+    if not found & outcomes:
         continue
     parts = case.get("classname", "").split(".")
     for cut in range(len(parts), 0, -1):  # tests.api.test_x[.TestClass] -> tests/api/test_x.py
@@ -131,7 +132,7 @@ fi
 if [ "$status" -eq 5 ]; then
   skip "$ref's tests/api collected no tests"
 fi
-failed=$(failed_nodes "$work/new-schema.xml")
+failed=$(nodes "$work/new-schema.xml" failure error)
 if [ -z "$failed" ]; then
   # Not a test that failed but the run (e.g. a collection error): does it run on its own schema?
   say "the old suite did not run on this release's schema (exit $status); trying it on $ref's own"
@@ -148,11 +149,19 @@ fi
 
 # ---- 5. which of those failures are ours? --------------------------------------------------------
 say "$(wc -l <<<"$failed") test(s) failed on the new schema; running them on $ref's own schema"
-mapfile -t nodes <<<"$failed"
+# One test that passed on the new schema runs too, as a canary: if it fails on the old schema, the
+# baseline itself is broken and proves nothing.
+canary=$(nodes "$work/new-schema.xml" passed | head -1)
+mapfile -t rerun <<<"$failed"
 set +e
-run_old_suite "$work/old-schema.xml" "$old_schema_url" 0 "${nodes[@]}"
+run_old_suite "$work/old-schema.xml" "$old_schema_url" 0 "${rerun[@]}" ${canary:+"$canary"}
 set -e
-broken=$(comm -23 <(sort <<<"$failed") <(failed_nodes "$work/old-schema.xml" skipped | sort))
+if [ -z "$(nodes "$work/old-schema.xml" passed)" ] ||
+  { [ -n "$canary" ] && nodes "$work/old-schema.xml" failure error skipped | grep -qxF "$canary"; }; then
+  say "FAILED: no baseline: $ref's tests do not pass on its own schema here either (see above)"
+  exit 1
+fi
+broken=$(comm -23 <(sort <<<"$failed") <(nodes "$work/old-schema.xml" failure error skipped | sort))
 if [ -n "$broken" ]; then
   say "FAILED: $ref's code breaks on this release's schema (it passes on its own):"
   sed 's/^/  /' <<<"$broken" >&2
