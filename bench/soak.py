@@ -1,6 +1,6 @@
 """Soak: mixed traffic at a steady rate against the Procfile processes, for minutes, watching for drift.
 
-    python -m bench.soak [--minutes 10] [--rate 20] [--users 40]     (or `make soak`)
+    python -m bench.soak [--minutes 10] [--rate 15] [--users 40]     (or `make soak`)
 
 Starts the payment sandbox, an SMTP sink and the Procfile's ``release``, ``web``, ``worker`` and
 ``beat`` lines (on ``DATABASE_URL``/``REDIS_URL``; ``make soak`` boots embedded ones when unset),
@@ -574,7 +574,7 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--minutes", type=float, default=10.0)
-    parser.add_argument("--rate", type=float, default=20.0, help="requests per second")
+    parser.add_argument("--rate", type=float, default=15.0, help="requests per second")
     parser.add_argument("--users", type=int, default=40)
     parser.add_argument("--products", type=int, default=20)
     parser.add_argument("--clients", type=int, default=16, help="client threads")
