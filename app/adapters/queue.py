@@ -107,6 +107,8 @@ def celery_config(config: dict[str, Any]) -> dict[str, Any]:
         "worker_send_task_events": False,
         "beat_schedule": beat_schedule(config),
         "beat_max_loop_interval": 5,
+        # A second beat stands by instead of scheduling everything twice (app/adapters/beat.py).
+        "beat_scheduler": "app.adapters.beat:SingleBeatScheduler",
     }
 
 
