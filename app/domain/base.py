@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -36,4 +37,28 @@ class Base(DeclarativeBase):
     @property
     def events(self) -> list[Any]:
         # Entities loaded from the database never run __init__, so the list is created lazily.
-        return self.__dict__.setdefault("_domain_events", [])
+        pending = self.__dict__.get("_domain_events")
+        if pending is None:
+            pending = self.__dict__["_domain_events"] = []
+            # The session holds clean entities weakly; keep this one until the unit of work has
+            # collected its events, so an event is never lost with an unreferenced entity.
+            _event_sources().append(self)
+        return pending  # type: ignore[no-any-return]
+
+
+_local = threading.local()
+
+
+def _event_sources() -> list[Base]:
+    sources: list[Base] | None = getattr(_local, "sources", None)
+    if sources is None:
+        sources = _local.sources = []
+    return sources
+
+
+def drain_event_sources() -> list[Base]:
+    """Entities of this thread that recorded events since the last drain (the unit of work's job)."""
+    sources = _event_sources()
+    drained = list(sources)
+    sources.clear()
+    return drained

@@ -19,12 +19,13 @@ class EventContext:
 Handler = Callable[[events.Event, EventContext], None]
 
 EVENT_HANDLERS: dict[type[events.Event], list[Handler]] = {
-    events.OrderPlaced: [notify_customer, on_order_placed],
+    # Money first: a failing notification must not delay a charge or a refund.
+    events.OrderPlaced: [on_order_placed, notify_customer],
     events.PaymentCompleted: [notify_customer],
     events.PaymentFailed: [notify_customer],
     events.OrderShipped: [notify_customer],
     events.OrderDelivered: [notify_customer],
-    events.OrderCancelled: [notify_customer, on_order_cancelled],
+    events.OrderCancelled: [on_order_cancelled, notify_customer],
     events.PaymentRefunded: [notify_customer],
     events.RefundRequested: [on_refund_requested],
 }

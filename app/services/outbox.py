@@ -50,8 +50,24 @@ def handle_message(session: Session, message_id: int) -> bool:
     event = Event.from_payload(message.event_type, message.payload)
     context = EventContext(event_id=message.id, request_id=message.request_id)
     session.rollback()  # handlers run in their own units of work; they are idempotent
+    # Every handler gets its turn even if one fails; the message is then redelivered (handlers are
+    # idempotent), so one broken handler never starves the others.
+    failures: list[Exception] = []
     for handler in EVENT_HANDLERS.get(type(event), []):
-        handler(event, context)
+        try:
+            handler(event, context)
+        except Exception as exc:
+            session.rollback()
+            log.warning(
+                "event_handler_failed",
+                handler=getattr(handler, "__name__", repr(handler)),
+                event_type=message.event_type,
+                outbox_id=message_id,
+                error=f"{type(exc).__name__}: {exc}",
+            )
+            failures.append(exc)
+    if failures:
+        raise failures[0]
     repo.mark_processed(message_id)
     session.commit()
     log.info("event_handled", event_type=event.name, outbox_id=message_id)

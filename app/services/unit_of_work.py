@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from app.domain.base import drain_event_sources
 from app.domain.events import Event
 from app.log import current_request_id, get_logger
 from app.repositories.outbox import OutboxRepository
@@ -41,7 +42,7 @@ class UnitOfWork:
         tb: TracebackType | None,
     ) -> None:
         if not self.committed:
-            self.session.rollback()
+            self.rollback()
 
     def record(self, event: Event) -> None:
         self._events.append(event)
@@ -50,15 +51,19 @@ class UnitOfWork:
         events = list(self._events)
         self._events.clear()
         seen: set[int] = set()
-        for obj in [*self.session.new, *self.session.identity_map.values()]:
+        for obj in [*drain_event_sources(), *self.session.new, *self.session.identity_map.values()]:
             if id(obj) in seen:
                 continue
             seen.add(id(obj))
-            pending: list[Any] | None = obj.__dict__.get("_domain_events")
+            pending: list[Any] | None = obj.__dict__.pop("_domain_events", None)
             if pending:
                 events.extend(pending)
-                pending.clear()
         return events
+
+    def _discard_events(self) -> None:
+        self._events.clear()
+        for obj in drain_event_sources():
+            obj.__dict__.pop("_domain_events", None)
 
     def flush(self) -> None:
         self.session.flush()
@@ -83,4 +88,5 @@ class UnitOfWork:
                 log.warning("relay_after_commit_failed", error=f"{type(exc).__name__}: {exc}")
 
     def rollback(self) -> None:
+        self._discard_events()
         self.session.rollback()

@@ -17,6 +17,7 @@ from app.services import messagebus
 from app.services.outbox import relay_outbox
 from app.services.unit_of_work import UnitOfWork
 from tests.conftest import make_app
+from tests.tasks import run_task
 
 
 def event(n: int = 1) -> OrderDelivered:
@@ -117,10 +118,8 @@ def test_dispatch_runs_every_handler_once(app_ctx, monkeypatch):
         uow.record(event(7))
         uow.commit()
     (row,) = messages()
-    from worker.tasks import dispatch_event
-
-    assert dispatch_event.apply(args=[row.id]).get() is True
-    assert dispatch_event.apply(args=[row.id]).get() is False  # re-delivery: nothing to do
+    assert run_task(app_ctx, queue.DISPATCH_EVENT, row.id) is True
+    assert run_task(app_ctx, queue.DISPATCH_EVENT, row.id) is False  # re-delivery: nothing to do
     assert calls == [("order-7", row.id)]
     db.session.expire_all()
     assert messages()[0].processed_at is not None
@@ -135,10 +134,8 @@ def test_a_failing_handler_leaves_the_message_unprocessed_for_redelivery(app_ctx
         uow.record(event())
         uow.commit()
     (row,) = messages()
-    from worker.tasks import dispatch_event
-
     with pytest.raises(RuntimeError):
-        dispatch_event.apply(args=[row.id], throw=True)
+        run_task(app_ctx, queue.DISPATCH_EVENT, row.id)
     db.session.rollback()
     assert messages()[0].processed_at is None
 
@@ -165,3 +162,50 @@ def test_concurrent_relays_publish_each_message_once(app, app_ctx):
     assert sum(counts) == 50
     ids = [m["headers"]["argsrepr"] for m in queued_messages(app)]
     assert len(ids) == len(set(ids)) == 50
+
+
+def test_events_of_an_entity_nobody_references_any_more_still_reach_the_outbox(app_ctx):
+    import gc
+
+    from app.domain.operations import Feature
+
+    with UnitOfWork(relay_after_commit=False) as uow:
+        feature = db.session.get(Feature, "checkout")
+        feature.events.append(event(3))
+        del feature
+        gc.collect()  # the session holds clean entities weakly
+        uow.commit()
+    assert [m.payload["order_id"] for m in messages()] == ["order-3"]
+
+
+def test_events_of_a_rolled_back_unit_of_work_are_discarded(app_ctx):
+    from app.domain.operations import Feature
+
+    with UnitOfWork(relay_after_commit=False):
+        db.session.get(Feature, "checkout").events.append(event(4))
+    with UnitOfWork(relay_after_commit=False) as uow:
+        uow.commit()
+    assert messages() == []
+
+
+def test_every_handler_runs_even_when_one_fails(app_ctx, monkeypatch):
+    calls: list[str] = []
+
+    def boom(e, ctx):
+        calls.append("boom")
+        raise RuntimeError("first handler failed")
+
+    monkeypatch.setitem(
+        messagebus.EVENT_HANDLERS, OrderDelivered, [boom, lambda e, ctx: calls.append("second")]
+    )
+    with UnitOfWork(relay_after_commit=False) as uow:
+        uow.record(event())
+        uow.commit()
+    (row,) = messages()
+    from app.services.outbox import handle_message
+
+    with pytest.raises(RuntimeError):
+        handle_message(db.session(), row.id)
+    assert calls == ["boom", "second"]
+    db.session.rollback()
+    assert messages()[0].processed_at is None
