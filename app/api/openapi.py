@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http
+import re
 from typing import Any
 
 import marshmallow as ma
@@ -48,8 +49,35 @@ def response_ref(name: str) -> dict[str, str]:
     return {"$ref": f"#/components/responses/{name}"}
 
 
+def camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part[:1].upper() + part[1:] for part in rest)
+
+
 class ProblemResponsesPlugin(BasePlugin):
-    """Adds the errors any operation may answer, so the document lists every real response."""
+    """Adds the errors any operation may answer, so the document lists every real response.
+
+    It also names path parameters as the API names fields (``{userId}``, not Flask's
+    ``{user_id}``), so the document's paths read exactly as the product specification's.
+    """
+
+    def path_helper(
+        self,
+        path: str | None = None,
+        operations: dict[str, Any] | None = None,
+        parameters: list[Any] | None = None,
+        **kwargs: Any,
+    ) -> str | None:
+        if not path:
+            return None
+        for parameter in parameters or []:
+            if isinstance(parameter, dict) and parameter.get("in") == "path":
+                parameter["name"] = camel(parameter["name"])
+        for operation in (operations or {}).values():
+            for parameter in operation.get("parameters", []) if isinstance(operation, dict) else []:
+                if isinstance(parameter, dict) and parameter.get("in") == "path":
+                    parameter["name"] = camel(parameter["name"])
+        return re.sub(r"\{([A-Za-z0-9_]+)\}", lambda m: "{" + camel(m.group(1)) + "}", path)
 
     def operation_helper(
         self, path: str | None = None, operations: dict[str, Any] | None = None, **kwargs: Any

@@ -259,8 +259,8 @@ def test_openapi_documents_the_admin_operations(client):
         "/admin/features",
         "/admin/features/{name}",
         "/admin/reconciliations",
-        "/admin/reconciliations/{reconciliation_id}",
-        "/admin/notifications/{notification_id}/retry",
-        "/users/{user_id}/notifications",
+        "/admin/reconciliations/{reconciliationId}",
+        "/admin/notifications/{notificationId}/retry",
+        "/users/{userId}/notifications",
     } <= set(paths)
-    assert "409" in paths["/admin/notifications/{notification_id}/retry"]["post"]["responses"]
+    assert "409" in paths["/admin/notifications/{notificationId}/retry"]["post"]["responses"]

@@ -25,9 +25,24 @@ from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi import checks as openapi_checks
 
+from tests.api.leaks import internal_fields
+
 MAX_EXAMPLES = 25
 
+
+@schemathesis.check
+def no_internal_fields(ctx: Any, response: Any, case: Any) -> bool | None:
+    """OWASP API3: no body the fuzzer sees carries a secret or an internal field."""
+    if "json" not in (response.headers.get("content-type") or [""])[0]:
+        return None
+    found = internal_fields(response.json())
+    if found:
+        raise AssertionError(f"internal fields in the response: {found}")
+    return None
+
+
 CHECKS = [
+    no_internal_fields,
     not_a_server_error,
     openapi_checks.status_code_conformance,
     openapi_checks.content_type_conformance,
@@ -99,11 +114,11 @@ def _substitute_ids(case: Any, user_id: uuid.UUID, product_id: uuid.UUID) -> Non
     params = case.path_parameters or {}
     if not next(_toggle):
         return
-    deleting_self = case.method.upper() == "DELETE" and case.path == "/users/{user_id}"
-    if "user_id" in params and not deleting_self:
-        params["user_id"] = str(user_id)
-    if "product_id" in params:
-        params["product_id"] = str(product_id)
+    deleting_self = case.method.upper() == "DELETE" and case.path == "/users/{userId}"
+    if "userId" in params and not deleting_self:
+        params["userId"] = str(user_id)
+    if "productId" in params:
+        params["productId"] = str(product_id)
 
 
 def _call(case: Any, headers: dict[str, str]) -> None:

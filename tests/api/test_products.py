@@ -330,6 +330,6 @@ def test_stock_movement_on_unknown_product_is_404(client, as_admin):
 
 def test_products_are_in_the_openapi_document(client):
     paths = client.get("/openapi.json").get_json()["paths"]
-    assert {"/products", "/products/{product_id}", "/products/{product_id}/stock-movements"} <= set(paths)
-    assert "409" in paths["/products/{product_id}/stock-movements"]["post"]["responses"]
+    assert {"/products", "/products/{productId}", "/products/{productId}/stock-movements"} <= set(paths)
+    assert "409" in paths["/products/{productId}/stock-movements"]["post"]["responses"]
     assert "403" in paths["/products"]["post"]["responses"]
