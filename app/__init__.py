@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from app.config import Settings
 
@@ -27,7 +28,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     overrides = dict(config or {})
     settings = Settings.from_env(overrides=overrides)
-    app = Flask(__name__)
+    app = Flask(__name__, static_folder=None)  # an API: no static files, no undocumented route
     app.config.from_mapping(settings.as_flask_config())
     app.config.update(overrides)
     app.config["SETTINGS"] = settings
@@ -49,6 +50,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     jwt.init_app(app)
     limiter.init_app(app)
 
+    if app.config["TRUSTED_PROXY_COUNT"]:
+        hops = int(app.config["TRUSTED_PROXY_COUNT"])
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
     init_observability(app)
     init_security(app)
     register_blueprints(api)

@@ -84,6 +84,9 @@ class Settings:
     PROMETHEUS_MULTIPROC_DIR: str = ""
     # The SMTP client: socket timeout, and its circuit breaker (shared by all workers through Redis).
     SMTP_TIMEOUT_SECONDS: float = 10.0
+    # How many proxies in front of the web process set X-Forwarded-For/-Proto (Heroku's router: 1).
+    # Rate limits key on the client address, so this must match the deployment.
+    TRUSTED_PROXY_COUNT: int = 0
     SMTP_BREAKER_FAIL_MAX: int = 5
     SMTP_BREAKER_RESET_SECONDS: float = 60.0
     # The payment gateway client: per-request timeout, and its circuit breaker (shared through Redis).
@@ -142,6 +145,7 @@ class Settings:
             DB_LOCK_TIMEOUT_MS=_int(env, "DB_LOCK_TIMEOUT_MS", 5000, 0),
             PROMETHEUS_MULTIPROC_DIR=env.get("PROMETHEUS_MULTIPROC_DIR", ""),
             SMTP_TIMEOUT_SECONDS=_float(env, "SMTP_TIMEOUT_SECONDS", 10.0),
+            TRUSTED_PROXY_COUNT=_int(env, "TRUSTED_PROXY_COUNT", 0, 0),
             SMTP_BREAKER_FAIL_MAX=_int(env, "SMTP_BREAKER_FAIL_MAX", 5, 1),
             SMTP_BREAKER_RESET_SECONDS=_float(env, "SMTP_BREAKER_RESET_SECONDS", 60.0),
             PAYMENT_GATEWAY_TIMEOUT_SECONDS=_float(env, "PAYMENT_GATEWAY_TIMEOUT_SECONDS", 10.0),
