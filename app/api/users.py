@@ -85,7 +85,13 @@ class AddressSchema(StrictSchema):
     country = ma.fields.String(
         required=True,
         validate=_country,
-        metadata={"description": "ISO 3166-1 alpha-2, upper case", "example": "US"},
+        metadata={
+            "description": "ISO 3166-1 alpha-2, upper case",
+            "example": "US",
+            "minLength": 2,
+            "maxLength": 2,
+            "pattern": "^[A-Z]{2}$",
+        },
     )
 
 
