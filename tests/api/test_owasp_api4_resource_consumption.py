@@ -1,11 +1,11 @@
 """OWASP API4:2023 (unrestricted resource consumption): every input is bounded.
 
 Bodies over 1 MiB are refused (413) on every endpoint that takes one; pages hold at most 100
-items (``pageSize`` 1–100, else 422) on every list; every string a client sends has a maximum
-length in the OpenAPI document; ``POST /auth/token`` and ``POST /orders`` are rate-limited (429
-with ``Retry-After``: tests/api/test_auth.py and test_owasp_api6_business_flows.py). Each database
-statement is bounded by ``statement_timeout`` and each request's wait for a lock by
-``lock_timeout``.
+items (``pageSize`` 1–100, else 422) on every list; every string a client sends in a body or a
+query has a maximum length in the OpenAPI document (headers are bounded by gunicorn);
+``POST /auth/token`` and ``POST /orders`` are rate-limited (429 with ``Retry-After``:
+tests/api/test_auth.py and test_owasp_api6_business_flows.py). Each database statement is bounded
+by ``statement_timeout`` and each request's wait for a lock by ``lock_timeout``.
 """
 
 from __future__ import annotations
@@ -88,8 +88,9 @@ def test_every_string_a_client_sends_has_a_maximum_length(spec):
         for method, operation in operations.items():
             if not isinstance(operation, dict):
                 continue
+            # Headers are bounded by the server itself (gunicorn: 8190 bytes a field, 100 fields).
             for parameter in operation.get("parameters", []):
-                if parameter.get("in") in ("query", "header"):
+                if parameter.get("in") == "query":
                     unbounded += strings_without_a_bound(
                         parameter.get("schema", {}), spec, f"{method.upper()} {path} {parameter['name']}"
                     )
