@@ -1,0 +1,53 @@
+"""OWASP API7:2023 (server side request forgery): not applicable, and kept that way.
+
+The API never fetches a URL a client gives it: the only outbound calls are to the payment gateway
+(``STRIPE_API_BASE``) and the SMTP server (``SMTP_URL``), both fixed by the operator's
+configuration. This test keeps it so: no parameter or body field of any operation takes a URL or
+a host, by format or by name. A new one would need an allow-list and its own tests.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+URLISH_NAME = re.compile(r"url|uri|href|link|callback|webhook|redirect|host|endpoint|domain", re.IGNORECASE)
+URL_FORMATS = {"uri", "url", "uri-reference", "iri", "hostname", "ipv4", "ipv6"}
+
+
+def url_inputs(schema: dict[str, Any], spec: dict[str, Any], where: str) -> list[str]:
+    while "$ref" in schema:
+        schema = spec["components"]["schemas"][schema["$ref"].rsplit("/", 1)[-1]]
+    found = [where] if schema.get("format") in URL_FORMATS else []
+    for name, sub in schema.get("properties", {}).items():
+        if URLISH_NAME.search(name):
+            found.append(f"{where}.{name}")
+        found += url_inputs(sub, spec, f"{where}.{name}")
+    if "items" in schema:
+        found += url_inputs(schema["items"], spec, f"{where}[]")
+    return found
+
+
+def test_no_operation_takes_a_url_or_a_host_from_the_client(client):
+    spec = client.get("/openapi.json").get_json()
+    found = []
+    for path, operations in spec["paths"].items():
+        for method, operation in operations.items():
+            if not isinstance(operation, dict):
+                continue
+            for parameter in operation.get("parameters", []):
+                where = f"{method.upper()} {path} {parameter['in']}:{parameter['name']}"
+                if URLISH_NAME.search(parameter["name"]):
+                    found.append(where)
+                found += url_inputs(parameter.get("schema", {}), spec, where)
+            body = operation.get("requestBody", {}).get("content", {}).get("application/json")
+            if body:
+                found += url_inputs(body["schema"], spec, f"{method.upper()} {path} body")
+    assert found == []
+
+
+def test_the_outbound_endpoints_come_from_configuration_only(app):
+    from app.config import Settings
+
+    assert {"STRIPE_API_BASE", "SMTP_URL"} <= set(Settings.__dataclass_fields__)
+    assert app.config["STRIPE_API_BASE"].startswith("http")
