@@ -45,6 +45,17 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
         raise ConfigError(f"{name} must be a number, got {raw!r}") from exc
 
 
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = (env.get(name) or "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name} must be true or false, got {raw!r}")
+
+
 @dataclass(frozen=True)
 class Settings:
     """The typed settings; ``Settings.from_env()`` is the only reader of ``os.environ``."""
@@ -81,6 +92,9 @@ class Settings:
     DB_CONNECT_TIMEOUT_SECONDS: int = 3
     DB_STATEMENT_TIMEOUT_MS: int = 15000
     DB_LOCK_TIMEOUT_MS: int = 5000
+    # False behind PgBouncer in transaction mode (< 1.21): psycopg then never prepares statements
+    # server-side, since the next transaction may run on another server connection (docs/scaling.md).
+    DB_PREPARED_STATEMENTS: bool = True
     PROMETHEUS_MULTIPROC_DIR: str = ""
     # The SMTP client: socket timeout, and its circuit breaker (shared by all workers through Redis).
     SMTP_TIMEOUT_SECONDS: float = 10.0
@@ -143,6 +157,7 @@ class Settings:
             DB_CONNECT_TIMEOUT_SECONDS=_int(env, "DB_CONNECT_TIMEOUT_SECONDS", 3, 1),
             DB_STATEMENT_TIMEOUT_MS=_int(env, "DB_STATEMENT_TIMEOUT_MS", 15000, 0),
             DB_LOCK_TIMEOUT_MS=_int(env, "DB_LOCK_TIMEOUT_MS", 5000, 0),
+            DB_PREPARED_STATEMENTS=_bool(env, "DB_PREPARED_STATEMENTS", True),
             PROMETHEUS_MULTIPROC_DIR=env.get("PROMETHEUS_MULTIPROC_DIR", ""),
             SMTP_TIMEOUT_SECONDS=_float(env, "SMTP_TIMEOUT_SECONDS", 10.0),
             TRUSTED_PROXY_COUNT=_int(env, "TRUSTED_PROXY_COUNT", 0, 0),
@@ -207,4 +222,6 @@ class Settings:
             RATELIMIT_IN_MEMORY_FALLBACK_ENABLED=True,
             RATELIMIT_KEY_PREFIX="oms-limits",
         )
+        if not self.DB_PREPARED_STATEMENTS:
+            cfg["SQLALCHEMY_ENGINE_OPTIONS"]["connect_args"]["prepare_threshold"] = None
         return cfg
