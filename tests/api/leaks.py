@@ -29,18 +29,24 @@ INTERNAL_KEYS = {
 SECRET_VALUES = re.compile(r"\$argon2|sk_(test|live)_|-----BEGIN")
 
 
-def internal_fields(body: Any, path: str = "$") -> list[str]:
-    """JSON paths of internal keys and secret-looking values in ``body``."""
+def internal_fields(body: Any, path: str = "$", keys_are_field_names: bool = False) -> list[str]:
+    """JSON paths of internal keys and secret-looking values in ``body``.
+
+    The ``errors`` of a problem body are keyed by the names of the fields the client sent (a
+    ``password`` that failed validation): there only the values are checked.
+    """
     found: list[str] = []
     if isinstance(body, dict):
+        is_problem = path == "$" and "status" in body and "type" in body
         for key, value in body.items():
             here = f"{path}.{key}"
-            if re.sub(r"[_\-]", "", str(key)).lower() in INTERNAL_KEYS:
+            if not keys_are_field_names and re.sub(r"[_\-]", "", str(key)).lower() in INTERNAL_KEYS:
                 found.append(here)
-            found.extend(internal_fields(value, here))
+            nested_names = keys_are_field_names or (is_problem and key == "errors")
+            found.extend(internal_fields(value, here, nested_names))
     elif isinstance(body, list):
         for index, value in enumerate(body):
-            found.extend(internal_fields(value, f"{path}[{index}]"))
+            found.extend(internal_fields(value, f"{path}[{index}]", keys_are_field_names))
     elif isinstance(body, str) and SECRET_VALUES.search(body):
         found.append(f"{path} = {body[:40]!r}")
     return found

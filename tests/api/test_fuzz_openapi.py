@@ -33,7 +33,7 @@ MAX_EXAMPLES = 25
 @schemathesis.check
 def no_internal_fields(ctx: Any, response: Any, case: Any) -> bool | None:
     """OWASP API3: no body the fuzzer sees carries a secret or an internal field."""
-    if "json" not in (response.headers.get("content-type") or [""])[0]:
+    if not response.content or "json" not in (response.headers.get("content-type") or [""])[0]:
         return None
     found = internal_fields(response.json())
     if found:

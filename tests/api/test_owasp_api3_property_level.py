@@ -167,4 +167,11 @@ def test_the_scanner_catches_what_it_is_for():
     assert internal_fields([{"tokenVersion": 1}]) == ["$[0].tokenVersion"]
     assert internal_fields({"note": "$argon2id$v=19$m=65536"}) != []
     assert internal_fields({"name": "Ada", "email": "ada@example.com", "status": "PLACED"}) == []
+    problem = {
+        "type": "urn:oms:problem:validation-failed",
+        "status": 422,
+        "errors": {"password": ["Too short."]},
+    }
+    assert internal_fields(problem) == []
+    assert internal_fields({**problem, "errors": {"password": ["$argon2id$v=19$"]}}) != []
     assert re.fullmatch(r"\$\.a", internal_fields({"a": "sk_test_123"})[0].split(" ")[0])
