@@ -43,7 +43,7 @@ def get_metadata():
     return target_db.metadata
 
 
-def set_migration_timeouts():
+def migration_timeouts():
     """Bound how long any migration waits for a lock or runs one statement.
 
     A migration queued behind a long transaction for an ACCESS EXCLUSIVE lock blocks every query
@@ -54,8 +54,21 @@ def set_migration_timeouts():
     Emitted in offline mode too, so the SQL that squawk lints shows them (require-lock-timeout).
     """
     settings = current_app.config
-    context.execute(f"SET lock_timeout = '{int(settings['DB_LOCK_TIMEOUT_MS'])}ms'")
-    context.execute(f"SET statement_timeout = '{int(settings['DB_STATEMENT_TIMEOUT_MS'])}ms'")
+    return [
+        f"SET lock_timeout = '{int(settings['DB_LOCK_TIMEOUT_MS'])}ms'",
+        f"SET statement_timeout = '{int(settings['DB_STATEMENT_TIMEOUT_MS'])}ms'",
+    ]
+
+
+# Each revision commits on its own (transaction_per_migration): its locks are held only while it
+# runs, a failed release keeps the revisions before it (each one is backward compatible), and what
+# runs is what `make lint-migrations` lints, revision by revision — e.g. an ADD CONSTRAINT … NOT
+# VALID and its VALIDATE in two revisions of one release are two transactions, as they must be.
+TRANSACTION_PER_MIGRATION = True
+# Two release steps at once (a retried job, two deploys) take turns on this session lock: the
+# second waits (up to a minute), then finds the schema at head and does nothing.
+MIGRATION_LOCK = "hashtext('oms:migrations')"
+MIGRATION_LOCK_WAIT = "60s"
 
 
 def run_migrations_offline():
@@ -71,10 +84,16 @@ def run_migrations_offline():
 
     """
     url = config.get_main_option("sqlalchemy.url")
-    context.configure(url=url, target_metadata=get_metadata(), literal_binds=True)
+    context.configure(
+        url=url,
+        target_metadata=get_metadata(),
+        literal_binds=True,
+        transaction_per_migration=TRANSACTION_PER_MIGRATION,
+    )
 
+    for statement in migration_timeouts():
+        context.execute(statement)
     with context.begin_transaction():
-        set_migration_timeouts()
         context.run_migrations()
 
 
@@ -103,15 +122,24 @@ def run_migrations_online():
     connectable = get_engine()
 
     with connectable.connect() as connection:
-        context.configure(connection=connection, target_metadata=get_metadata(), **conf_args)
-
-        with context.begin_transaction():
-            set_migration_timeouts()
-            # Two release steps at once (a retried job, two deploys) take turns: the second one
-            # waits here, then finds the schema at head and does nothing. Held to the end of the
-            # transaction, within lock_timeout.
-            context.execute("SELECT pg_advisory_xact_lock(hashtext('oms:migrations'))")
-            context.run_migrations()
+        connection.exec_driver_sql(f"SET lock_timeout = '{MIGRATION_LOCK_WAIT}'")
+        connection.exec_driver_sql(f"SELECT pg_advisory_lock({MIGRATION_LOCK})")
+        for statement in migration_timeouts():
+            connection.exec_driver_sql(statement)
+        connection.commit()
+        try:
+            context.configure(
+                connection=connection,
+                target_metadata=get_metadata(),
+                transaction_per_migration=TRANSACTION_PER_MIGRATION,
+                **conf_args,
+            )
+            with context.begin_transaction():
+                context.run_migrations()
+        finally:
+            connection.rollback()  # whatever a failed revision left open
+            connection.exec_driver_sql(f"SELECT pg_advisory_unlock({MIGRATION_LOCK})")
+            connection.commit()
 
 
 if context.is_offline_mode():

@@ -12,9 +12,11 @@ import sys
 import textwrap
 from pathlib import Path
 
+import psycopg
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
+USER_ID = "00000000-0000-0000-0000-0000000000a1"
 
 
 def current_head() -> str:
@@ -99,47 +101,100 @@ def test_the_linter_reports_a_hazardous_next_migration(tmp_path: Path, upgrade_b
     assert rule in result.stdout
 
 
-def test_the_expand_sequence_of_docs_deploy_md_passes(tmp_path: Path):
-    """Add nullable + CHECK NOT VALID; VALIDATE apart; SET NOT NULL on the proof; index concurrently."""
-    directory = with_next_migrations(
-        tmp_path,
-        (
-            "",
-            """
-            op.add_column('orders', sa.Column('channel', sa.Text(), nullable=True))
-            op.add_column('orders', sa.Column('priority', sa.Integer(), nullable=False, server_default='0'))
-            op.execute(
-                "ALTER TABLE orders ADD CONSTRAINT ck_orders_channel_not_null "
-                "CHECK (channel IS NOT NULL) NOT VALID"
+# docs/deploy.md's worked example: release N expands, release N+1 enforces (one revision each step).
+RELEASE_N = [
+    (
+        "",
+        """
+        op.add_column('orders', sa.Column('channel', sa.Text(), nullable=True))
+        op.add_column('orders', sa.Column('priority', sa.Integer(), nullable=False, server_default='0'))
+        """,
+    ),
+]
+RELEASE_N_PLUS_1 = [
+    (
+        "",
+        """
+        op.execute(
+            "ALTER TABLE orders ADD CONSTRAINT ck_orders_channel_not_null "
+            "CHECK (channel IS NOT NULL) NOT VALID"
+        )
+        """,
+    ),
+    ("", "op.execute('ALTER TABLE orders VALIDATE CONSTRAINT ck_orders_channel_not_null')"),
+    (
+        """
+        # The validated CHECK (channel IS NOT NULL) lets PostgreSQL >= 12 set NOT NULL without a
+        # scan, and it is redundant afterwards.
+        squawk_exclude = ["adding-not-nullable-field", "ban-drop-constraint"]
+        """,
+        """
+        op.alter_column('orders', 'channel', existing_type=sa.Text(), nullable=False)
+        op.drop_constraint(op.f('ck_orders_channel_not_null'), 'orders', type_='check')
+        """,
+    ),
+    (
+        "",
+        """
+        with op.get_context().autocommit_block():
+            op.execute("SET statement_timeout = 0")
+            op.create_index(
+                'ix_orders_channel', 'orders', ['channel'],
+                postgresql_concurrently=True, if_not_exists=True,
             )
-            """,
-        ),
-        ("", "op.execute('ALTER TABLE orders VALIDATE CONSTRAINT ck_orders_channel_not_null')"),
-        (
-            """
-            # The validated CHECK (channel IS NOT NULL) lets PostgreSQL >= 12 set NOT NULL without a
-            # scan, and it is redundant afterwards.
-            squawk_exclude = ["adding-not-nullable-field", "ban-drop-constraint"]
-            """,
-            """
-            op.alter_column('orders', 'channel', existing_type=sa.Text(), nullable=False)
-            op.drop_constraint('ck_orders_channel_not_null', 'orders', type_='check')
-            """,
-        ),
-        (
-            "",
-            """
-            with op.get_context().autocommit_block():
-                op.execute("SET statement_timeout = 0")
-                op.create_index(
-                    'ix_orders_channel', 'orders', ['channel'],
-                    postgresql_concurrently=True, if_not_exists=True,
-                )
-            """,
-        ),
-    )
-    result = lint(directory)
+        """,
+    ),
+]
+
+
+def test_the_expand_sequence_of_docs_deploy_md_passes(tmp_path: Path):
+    result = lint(with_next_migrations(tmp_path, *RELEASE_N, *RELEASE_N_PLUS_1))
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_expand_sequence_applies_to_a_table_with_rows(
+    tmp_path: Path, database_url: str, worker_id: str, redis_url: str
+):
+    """Online, one transaction per revision: NOT VALID and VALIDATE commit apart; CONCURRENTLY runs."""
+    from flask_migrate import upgrade
+
+    from tests.conftest import create_database, make_app
+
+    url = create_database(database_url, f"oms_expand_{worker_id}")
+    directory = str(with_next_migrations(tmp_path, *RELEASE_N, *RELEASE_N_PLUS_1))
+    app = make_app(url, redis_url)
+    with app.app_context():
+        upgrade(directory=directory, revision=current_head())
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(
+                "INSERT INTO users (id, name, created_at, updated_at) VALUES (%s, 'U', now(), now())",
+                (USER_ID,),
+            )
+            conn.execute(
+                "INSERT INTO orders (id, user_id, status, order_date, total_amount, currency, updated_at) "
+                "VALUES (gen_random_uuid(), %s, 'PLACED', now(), 10, 'USD', now())",
+                (USER_ID,),
+            )
+        upgrade(directory=directory, revision="9001")  # release N
+        with psycopg.connect(url, autocommit=True) as conn:  # the backfill, between releases
+            conn.execute("UPDATE orders SET channel = 'WEB' WHERE channel IS NULL")
+        upgrade(directory=directory)  # release N+1: four revisions, four transactions
+        from app.extensions import db
+
+        db.engine.dispose()
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        nullable = conn.execute(
+            "SELECT is_nullable FROM information_schema.columns "
+            "WHERE table_name = 'orders' AND column_name = 'channel'"
+        ).fetchone()
+        index_valid = conn.execute(
+            "SELECT indisvalid FROM pg_index WHERE indexrelid = 'ix_orders_channel'::regclass"
+        ).fetchone()
+        version = conn.execute("SELECT version_num FROM alembic_version").fetchone()
+    assert nullable == ("NO",)
+    assert index_valid == (True,)
+    assert version == (str(9000 + len(RELEASE_N) + len(RELEASE_N_PLUS_1)),)
 
 
 def test_validating_in_the_transaction_that_added_the_constraint_is_reported(tmp_path: Path):
