@@ -27,6 +27,7 @@ from sqlalchemy.engine import Engine
 from bench.seed import CART, PRODUCT, USER, parse_bench_uuid
 
 _PLACEHOLDER = re.compile(r"%\(([^)]+)\)s|%s")
+_OUTBOX_INSERT = re.compile(r"^INSERT INTO outbox .* RETURNING outbox\.id$", re.IGNORECASE)
 
 
 @dataclass
@@ -235,17 +236,19 @@ def pgbench_script(capture: CheckoutCapture) -> tuple[str, dict[str, Any]]:
             return "('bench-' || :txn)"
         return None
 
+    # The k-th outbox INSERT ... RETURNING id stores its id in :obk_id (pgbench \gset), and the
+    # k-th smallest captured outbox id becomes that variable. (Not currval(): it is volatile, so
+    # `id IN (currval(...))` cannot use the primary key and the replay would scan the outbox.)
+    outbox_vars = {value: f":ob{k}_id" for k, value in enumerate(sorted(capture.outbox_ids), start=1)}
+
     def int_expr(value: int) -> str | None:
-        if value in capture.outbox_ids:
-            last = max(capture.outbox_ids)
-            seq = "currval(pg_get_serial_sequence('outbox', 'id'))"
-            return seq if value == last else f"({seq} - {last - value})"
-        return None
+        return outbox_vars.get(value)
 
     renderer = Renderer(uuid_expr, str_expr, int_expr, now=capture.started_at)
     lines = [PGBENCH_PREAMBLE]
     groups = transactions(capture.steps)
     per_txn: list[int] = []
+    outbox_inserts = 0
     for statements, end in groups:
         lines.append("BEGIN;")
         count = 0
@@ -254,7 +257,12 @@ def pgbench_script(capture: CheckoutCapture) -> tuple[str, dict[str, Any]]:
             if step.executemany:
                 lines.append("\\startpipeline")  # psycopg sends an executemany as one pipeline
             for params in param_sets:
-                lines.append(renderer.statement(step.statement, params) + ";")
+                sql = renderer.statement(step.statement, params)
+                if _OUTBOX_INSERT.match(sql) and not step.executemany:
+                    outbox_inserts += 1
+                    lines.append(f"{sql} \\gset ob{outbox_inserts}_")
+                else:
+                    lines.append(sql + ";")
                 count += 1
             if step.executemany:
                 lines.append("\\endpipeline")
@@ -265,6 +273,8 @@ def pgbench_script(capture: CheckoutCapture) -> tuple[str, dict[str, Any]]:
         "executed": sum(per_txn),
         "executed_per_transaction": per_txn,
         "fresh_ids": len(fresh),
+        "outbox_ids": len(capture.outbox_ids),
+        "outbox_ids_mapped": outbox_inserts == len(capture.outbox_ids),
         "unmapped_bench_ids": sorted(set(unknown)),
     }
     return "\n".join(lines) + "\n", facts

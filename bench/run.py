@@ -239,6 +239,8 @@ class Bench:
             capture.CheckoutCapture(recorder.steps, capture_n, PRODUCTS, key, started_at, outbox_ids)
         )
         facts["checkout"].update(capture.statement_count(recorder.steps))
+        if not facts["checkout"]["outbox_ids_mapped"]:
+            raise RuntimeError("the checkout's outbox ids could not be mapped to pgbench variables")
         if facts["checkout"]["unmapped_bench_ids"]:
             raise RuntimeError(
                 f"unexpected ids in the checkout SQL: {facts['checkout']['unmapped_bench_ids']}"
