@@ -27,7 +27,7 @@ from schemathesis.specs.openapi import checks as openapi_checks
 
 from tests.api.leaks import internal_fields
 
-MAX_EXAMPLES = 25
+MAX_EXAMPLES = 20
 
 
 @schemathesis.check
