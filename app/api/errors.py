@@ -161,6 +161,15 @@ def handle_integrity_error(exc: sa_exc.IntegrityError) -> Response:
     return problem(409, "The request conflicts with the current state of the resource")
 
 
+def handle_data_error(exc: sa_exc.DataError) -> Response:
+    """A value the database cannot take (a NUL character in a path segment, a number out of range).
+
+    Schemas reject such input where they can name the field (422); this is the net behind them.
+    """
+    log.warning("data_error", error=str(exc.orig).splitlines()[0] if exc.orig else type(exc).__name__)
+    return problem(400, "The request holds a value the database cannot store or compare")
+
+
 def handle_unexpected(exc: Exception) -> Response:
     log.exception("unhandled_exception", error_type=type(exc).__name__)
     return problem(500, "An unexpected error occurred; it has been logged")
@@ -174,4 +183,5 @@ def register_error_handlers(app: Flask) -> None:
     app.register_error_handler(sa_exc.TimeoutError, handle_database_unavailable)
     app.register_error_handler(sa_exc.InterfaceError, handle_database_unavailable)
     app.register_error_handler(sa_exc.IntegrityError, handle_integrity_error)
+    app.register_error_handler(sa_exc.DataError, handle_data_error)
     app.register_error_handler(Exception, handle_unexpected)

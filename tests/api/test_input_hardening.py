@@ -27,3 +27,10 @@ def test_an_integer_too_long_to_decode_is_a_400(client):
         "/auth/token", data='{"email": ' + "9" * 5000 + "}", content_type="application/json"
     )
     assert response.status_code == 400
+
+
+def test_a_nul_character_in_a_path_segment_is_a_400_not_a_database_error(client, admin, token_for):
+    response = client.put("/admin/features/%00", json={"enabled": True}, headers=token_for(admin))
+    assert response.status_code == 400
+    assert response.headers["Content-Type"] == "application/problem+json"
+    assert "NUL" not in response.get_data(as_text=True)  # no database error text leaks
