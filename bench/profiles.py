@@ -1,4 +1,4 @@
-"""Summaries of ``py-spy record --format raw`` profiles (collapsed stacks, on-CPU samples only):
+"""Summaries of ``py-spy record --gil --format raw`` profiles (collapsed stacks of GIL holders):
 where the CPU went, by package (the frame that was running) and by our own functions (inclusive).
 The raw files stay next to the results for speedscope or flamegraph.pl."""
 

@@ -303,10 +303,10 @@ def markdown(results: dict[str, Any]) -> str:
         out += [
             "## Where the time goes (py-spy)",
             "",
-            "Samples of the web tier (or the worker) during a run at 8 connections: the package of the "
-            "running frame (driver waits included: py-spy counts a thread blocked in psycopg or redis "
-            "as busy), and the share of samples inside each of our functions. Raw stacks: the "
-            "`profile_*.txt` files (speedscope and flamegraph.pl read them).",
+            "py-spy samples of the threads holding the GIL — the Python CPU — of the web tier (8 "
+            "connections) or the worker: the package of the running frame, and the share of samples "
+            "inside each of our functions. Raw stacks: the `profile_*.txt` files (speedscope and "
+            "flamegraph.pl read them).",
             "",
         ]
         for name, prof in profs.items():
