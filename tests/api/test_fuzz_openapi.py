@@ -67,20 +67,23 @@ def api_schema(app: Flask) -> Any:
 
 @pytest.fixture
 def fuzz_world(app: Flask, make_user: Any) -> dict[str, Any]:
-    """A customer, an admin and a product with stock, so that real ids can be substituted."""
+    """Real ids to substitute: a customer with a filled cart and a placed order, an admin, a product."""
+    from app.domain.carts import Cart, CartItem
     from app.extensions import db
-    from tests.shop import make_product
+    from tests.shop import make_product, place_order_directly
 
     customer = make_user("customer")
     admin = make_user("admin")
     with app.app_context():
-        product = make_product(db.session, price=str(Decimal("12.50")), stock=50)
-        product_id = product.id
-    return {
-        "customer": customer,
-        "admin": admin,
-        "product_id": product_id,
-    }
+        product = make_product(db.session, price=str(Decimal("12.50")), stock=500)
+        order = place_order_directly(db.session, customer.id, {product.id: 1})
+        cart = Cart(user_id=customer.id)
+        db.session.add(cart)
+        db.session.flush()
+        db.session.add(CartItem(cart_id=cart.id, product_id=product.id, quantity=2))
+        db.session.commit()
+        ids = {"productId": product.id, "orderId": order.id, "cartId": cart.id}
+    return {"customer": customer, "admin": admin, "ids": ids}
 
 
 def _fresh_headers(app: Flask, user_id: uuid.UUID) -> dict[str, str]:
@@ -110,15 +113,33 @@ schema = schemathesis.pytest.from_fixture("api_schema")
 _toggle: Iterator[bool] = itertools.cycle([True, True, False])
 
 
-def _substitute_ids(case: Any, user_id: uuid.UUID, product_id: uuid.UUID) -> None:
-    params = case.path_parameters or {}
+def _substitute_ids(case: Any, user_id: uuid.UUID, world: dict[str, Any]) -> None:
+    """Put real ids in the path and the body (most of the time) so the handlers' logic is reached."""
     if not next(_toggle):
         return
+    real = {"userId": user_id, **world["ids"]}
+    params = case.path_parameters or {}
     deleting_self = case.method.upper() == "DELETE" and case.path == "/users/{userId}"
-    if "userId" in params and not deleting_self:
-        params["userId"] = str(user_id)
-    if "productId" in params:
-        params["productId"] = str(product_id)
+    for name in params:
+        if name in real and not (name == "userId" and deleting_self):
+            params[name] = str(real[name])
+    if isinstance(case.body, dict):
+        for name in ("userId", "cartId", "productId"):
+            if isinstance(case.body.get(name), str):
+                case.body[name] = str(real[name])
+
+
+def _refill_cart(app: Flask, world: dict[str, Any]) -> None:
+    """Checkout needs a filled cart, and earlier fuzzed calls empty it."""
+    from app.domain.carts import CartItem
+    from app.extensions import db
+
+    with app.app_context():
+        key = {"cart_id": world["ids"]["cartId"], "product_id": world["ids"]["productId"]}
+        if db.session.get(CartItem, key) is None:
+            db.session.add(CartItem(**key, quantity=1))
+            db.session.commit()
+        db.session.remove()
 
 
 def _call(case: Any, headers: dict[str, str]) -> None:
@@ -131,7 +152,9 @@ def _call(case: Any, headers: dict[str, str]) -> None:
 @FUZZ_SETTINGS
 def test_every_operation_conforms_for_a_customer(case: Any, app: Flask, fuzz_world: dict[str, Any]) -> None:
     user_id = fuzz_world["customer"].id
-    _substitute_ids(case, user_id, fuzz_world["product_id"])
+    _substitute_ids(case, user_id, fuzz_world)
+    if case.method.upper() == "POST" and case.path == "/orders":
+        _refill_cart(app, fuzz_world)
     _call(case, _fresh_headers(app, user_id))
 
 
@@ -139,5 +162,5 @@ def test_every_operation_conforms_for_a_customer(case: Any, app: Flask, fuzz_wor
 @FUZZ_SETTINGS
 def test_every_operation_conforms_for_an_admin(case: Any, app: Flask, fuzz_world: dict[str, Any]) -> None:
     user_id = fuzz_world["admin"].id
-    _substitute_ids(case, user_id, fuzz_world["product_id"])
+    _substitute_ids(case, user_id, fuzz_world)
     _call(case, _fresh_headers(app, user_id))
