@@ -24,7 +24,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from app.cli import register_cli
     from app.extensions import api, db, jwt, limiter, migrate
     from app.log import configure_logging
-    from app.observability import init_observability
+    from app.observability import drop_retry_after_unless_refused, init_observability
 
     overrides = dict(config or {})
     settings = Settings.from_env(overrides=overrides)
@@ -48,6 +48,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         },
     )
     jwt.init_app(app)
+    # after_request hooks run in reverse order: this one runs after the limiter has added its headers.
+    app.after_request(drop_retry_after_unless_refused)
     limiter.init_app(app)
 
     if app.config["TRUSTED_PROXY_COUNT"]:

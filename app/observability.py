@@ -90,6 +90,13 @@ def _db_registry(app: Flask) -> CollectorRegistry:
     return registry  # type: ignore[no-any-return]
 
 
+def drop_retry_after_unless_refused(response: Response) -> Response:
+    """Flask-Limiter adds Retry-After to every limited response; it means "retry" only on 429/503."""
+    if response.status_code not in (429, 503):
+        response.headers.pop("Retry-After", None)
+    return response
+
+
 def init_observability(app: Flask) -> None:
     @app.before_request
     def _start() -> None:

@@ -66,3 +66,11 @@ def test_metrics_are_prometheus_text(client):
 def test_security_headers_on_every_response(client):
     response = client.get("/healthz")
     assert response.headers["X-Content-Type-Options"] == "nosniff"
+
+
+def test_retry_after_is_sent_only_with_a_refusal(client, make_user):
+    user = make_user()
+    ok = client.post("/auth/token", json={"email": user.email, "password": "correct horse battery"})
+    assert ok.status_code == 200
+    assert "Retry-After" not in ok.headers
+    assert "X-RateLimit-Limit" in ok.headers
