@@ -146,12 +146,23 @@ def test_cancellations_racing_the_charge_never_leave_a_cancelled_order_with_a_st
         placed.append((order_id, payment_id))
 
     def settled(order_id: str, payment_id: str) -> bool:
+        """A final state: never charged and FAILED, or charged, refunded and REFUNDED."""
         status = payments.payment(order_id)["status"]
         charges = payments.charges(payment_id)
-        return status in ("FAILED", "REFUNDED") and charges["amountRefunded"] == charges["amountCaptured"]
+        if charges["succeededCharges"]:
+            return status == "REFUNDED" and charges["amountRefunded"] == charges["amountCaptured"]
+        return status == "FAILED"
 
+    def all_settled_twice() -> bool:
+        # Twice, further apart than the gateway's delay: a charge still in flight at the first look
+        # (no charge yet, payment FAILED) would break the second.
+        if not all(settled(o, p) for o, p in placed):
+            return False
+        time.sleep(1.5)
+        return all(settled(o, p) for o, p in placed)
+
+    wait_for(all_settled_twice, 90, interval=0.5, what="every order settled")
     for order_id, payment_id in placed:
-        wait_for(lambda o=order_id, p=payment_id: settled(o, p), 60, what=f"order {order_id} settled")
         assert payments.order(order_id)["status"] == "CANCELLED"
         charges = payments.charges(payment_id)
         assert charges["succeededCharges"] <= 1
