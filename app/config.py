@@ -74,6 +74,8 @@ class Settings:
     PAYMENT_MAX_ATTEMPTS: int = 8
     PAYMENT_BACKOFF_SECONDS: float = 2.0
     PAYMENT_PENDING_TIMEOUT_SECONDS: int = 900
+    # A PENDING payment idle this long had its charge task lost (e.g. a killed worker): queue it again.
+    PAYMENT_SWEEP_SECONDS: int = 120
     NOTIFY_MAX_ATTEMPTS: int = 5
     NOTIFY_BACKOFF_SECONDS: float = 10.0
     NOTIFY_RETRY_INTERVAL_SECONDS: int = 600
@@ -142,6 +144,7 @@ class Settings:
             PAYMENT_MAX_ATTEMPTS=_int(env, "PAYMENT_MAX_ATTEMPTS", 8, 1),
             PAYMENT_BACKOFF_SECONDS=_float(env, "PAYMENT_BACKOFF_SECONDS", 2.0),
             PAYMENT_PENDING_TIMEOUT_SECONDS=_int(env, "PAYMENT_PENDING_TIMEOUT_SECONDS", 900, 1),
+            PAYMENT_SWEEP_SECONDS=_int(env, "PAYMENT_SWEEP_SECONDS", 120, 10),
             NOTIFY_MAX_ATTEMPTS=_int(env, "NOTIFY_MAX_ATTEMPTS", 5, 1),
             NOTIFY_BACKOFF_SECONDS=_float(env, "NOTIFY_BACKOFF_SECONDS", 10.0),
             NOTIFY_RETRY_INTERVAL_SECONDS=_int(env, "NOTIFY_RETRY_INTERVAL_SECONDS", 600, 1),

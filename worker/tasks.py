@@ -96,7 +96,10 @@ def refund_payment(self, payment_id: str) -> str:  # type: ignore[no-untyped-def
 @shared_task(name=queue.SWEEP_PENDING_PAYMENTS, acks_late=True)
 def sweep_pending_payments() -> dict[str, int]:
     """Beat: queue charges whose task was lost and refunds that were never done."""
-    return payments.sweep_pending_payments(max_attempts=int(current_app.config["PAYMENT_MAX_ATTEMPTS"]))
+    config = current_app.config
+    return payments.sweep_pending_payments(
+        max_attempts=int(config["PAYMENT_MAX_ATTEMPTS"]), idle_seconds=float(config["PAYMENT_SWEEP_SECONDS"])
+    )
 
 
 @shared_task(name=queue.PURGE_EXPIRED, acks_late=True)

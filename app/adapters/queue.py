@@ -60,7 +60,8 @@ def beat_schedule(config: dict[str, Any]) -> dict[str, Any]:
         },
         "sweep-pending-payments": {
             "task": SWEEP_PENDING_PAYMENTS,
-            "schedule": timedelta(seconds=60),
+            # Twice per idle threshold: a lost charge is found within 1.5 × PAYMENT_SWEEP_SECONDS.
+            "schedule": timedelta(seconds=max(5.0, float(config["PAYMENT_SWEEP_SECONDS"]) / 2)),
         },
         "purge-expired": {"task": PURGE_EXPIRED, "schedule": timedelta(hours=1)},
     }

@@ -346,12 +346,14 @@ def request_refund(session: Session, actor: Actor, order_id: uuid.UUID) -> Payme
 # ---- the sweep and the event handlers -------------------------------------------------------------
 
 
-def sweep_pending_payments(*, max_attempts: int, now: datetime | None = None) -> dict[str, int]:
+def sweep_pending_payments(
+    *, max_attempts: int, idle_seconds: float = SWEEP_IDLE_SECONDS, now: datetime | None = None
+) -> dict[str, int]:
     """Beat: queue charges whose task was lost, and refunds that were never done.
 
     Safe to repeat: a charge replays under the payment's idempotency key; a refund under its own.
     """
-    idle_since = (now or utcnow()) - timedelta(seconds=SWEEP_IDLE_SECONDS)
+    idle_since = (now or utcnow()) - timedelta(seconds=idle_seconds)
     with UnitOfWork() as uow:
         payments = PaymentRepository(uow.session)
         charges = payments.stale_pending(idle_since=idle_since, max_attempts=max_attempts, limit=SWEEP_BATCH)

@@ -128,6 +128,7 @@ class Stack:
             "OUTBOX_INTERVAL_SECONDS": "1",
             "PAYMENT_BACKOFF_SECONDS": "0.2",
             "NOTIFY_BACKOFF_SECONDS": "0.2",
+            "PAYMENT_SWEEP_SECONDS": "15",
             "CELERY_BEAT_SCHEDULE": str(workdir / "celerybeat-schedule"),
             "AUTH_RATE_LIMIT": "1000/minute",
             "CHECKOUT_RATE_LIMIT": "1000/minute",
