@@ -22,6 +22,21 @@ def package_of(file: str) -> str:
     return "stdlib:" + file.removesuffix(".py")
 
 
+def compact(path: Path) -> None:
+    """Rewrite a raw profile smaller: no process/thread frames (pids make every stack unique), no
+    line numbers, identical stacks merged. Still the collapsed-stack format."""
+    merged: Counter[str] = Counter()
+    for line in path.read_text(errors="replace").splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack or not count_text.isdigit():
+            continue
+        frames = [
+            re.sub(r":\d+\)$", ")", f) for f in stack.split(";") if not f.startswith(("process ", "thread ("))
+        ]
+        merged[";".join(frames)] += int(count_text)
+    path.write_text("".join(f"{stack} {n}\n" for stack, n in sorted(merged.items())))
+
+
 def summarise(path: Path, top: int = 12) -> dict[str, Any]:
     leaf: Counter[str] = Counter()
     ours: Counter[str] = Counter()

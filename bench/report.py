@@ -305,8 +305,8 @@ def markdown(results: dict[str, Any]) -> str:
             "",
             "py-spy samples of the threads holding the GIL — the Python CPU — of the web tier (8 "
             "connections) or the worker: the package of the running frame, and the share of samples "
-            "inside each of our functions. Raw stacks: the `profile_*.txt` files (speedscope and "
-            "flamegraph.pl read them).",
+            "inside each of our functions. The collapsed stacks are left in "
+            "`instance/bench/profile_*.txt` (speedscope and flamegraph.pl read them).",
             "",
         ]
         for name, prof in profs.items():

@@ -398,7 +398,7 @@ class Bench:
             with PySpy(
                 self.procs,
                 "web",
-                self.plan.out_dir / "profile_checkout.txt",
+                self.workdir / "profile_checkout.txt",
                 self.plan.duration,
                 self.results,
             ):
@@ -462,7 +462,7 @@ class Bench:
                 with PySpy(
                     self.procs,
                     "web",
-                    self.plan.out_dir / "profile_get_order.txt",
+                    self.workdir / "profile_get_order.txt",
                     self.plan.duration,
                     self.results,
                 ):
@@ -538,7 +538,7 @@ class Bench:
         name = f"worker-{self.next_run_id()}"
         self.procs.start(name, self.procs.lines["worker"])
         spy = (
-            PySpy(self.procs, name, self.plan.out_dir / "profile_worker.txt", 30, self.results)
+            PySpy(self.procs, name, self.workdir / "profile_worker.txt", 30, self.results)
             if profile
             else None
         )
@@ -794,6 +794,7 @@ class PySpy:
                 self.process.kill()
                 self.process.wait(timeout=5)
             if self.out.exists():
+                profiles.compact(self.out)
                 self.results.setdefault("profiles", {})[self.out.stem] = profiles.summarise(self.out)
                 log(f"profile written to {self.out}")
 
@@ -937,8 +938,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--profile",
         action="store_true",
-        help="also record py-spy flame graphs of the web tier (POST /orders, GET /orders/{id}, 8 "
-        "connections) and of the worker draining payments, into the output directory",
+        help="also profile (py-spy) the web tier (POST /orders, GET /orders/{id}, 8 connections) and "
+        "the worker draining payments: summaries in the results, stacks in instance/bench/",
     )
     args = parser.parse_args(argv)
     plan = Plan.from_args(args)
