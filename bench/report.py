@@ -437,7 +437,7 @@ def charts(results: dict[str, Any], out_dir: Path) -> list[Path]:
                 xs, [recon[s]["peak_rss_mb"] for s in sizes], "s--", color="#8da0cb", label="peak RSS MB"
             )
             twin.set_ylabel("peak RSS (MB)")
-            twin.set_ylim(bottom=0)
+            twin.set_ylim(0, max(recon[s]["peak_rss_mb"] for s in sizes) * 1.4 or 1)
             ax2.set_title("reconcile-stock")
             ax2.legend(loc="upper left")
             twin.legend(loc="lower right")
