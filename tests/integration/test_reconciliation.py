@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from typing import Any
 
@@ -244,7 +245,25 @@ def test_a_run_finding_another_in_progress_returns_at_once_without_a_record(app_
         other.execute("SELECT pg_advisory_lock(%s)", (ADVISORY_LOCK_KEY,))
         assert reconcile() is None
         assert db.session.scalar(select(func.count()).select_from(Reconciliation)) == 0
+    _wait_until_no_session_holds_the_lock()
     assert reconcile().status == R_COMPLETED  # the lock went with the other session
+
+
+def _wait_until_no_session_holds_the_lock() -> None:
+    """A closed connection's backend exits (and drops its locks) a moment after the client returns."""
+    deadline = time.monotonic() + 10
+    while (
+        db.session.scalar(
+            text(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted "
+                "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+            )
+        )
+        and time.monotonic() < deadline
+    ):
+        db.session.rollback()
+        time.sleep(0.05)
+    db.session.rollback()
 
 
 def test_a_requested_run_finding_another_in_progress_is_recorded_failed(app_ctx, database_url):
