@@ -100,15 +100,15 @@ class Settings:
     PROMETHEUS_MULTIPROC_DIR: str = ""
     # The SMTP client: socket timeout, and its circuit breaker (shared by all workers through Redis).
     SMTP_TIMEOUT_SECONDS: float = 10.0
-    # How many proxies in front of the web process set X-Forwarded-For/-Proto (Heroku's router: 1).
-    # Rate limits key on the client address, so this must match the deployment.
-    TRUSTED_PROXY_COUNT: int = 0
     SMTP_BREAKER_FAIL_MAX: int = 5
     SMTP_BREAKER_RESET_SECONDS: float = 60.0
     # The payment gateway client: per-request timeout, and its circuit breaker (shared through Redis).
     PAYMENT_GATEWAY_TIMEOUT_SECONDS: float = 10.0
     PAYMENT_BREAKER_FAIL_MAX: int = 5
     PAYMENT_BREAKER_RESET_SECONDS: float = 30.0
+    # How many proxies in front of the web process set X-Forwarded-For/-Proto (Heroku's router: 1).
+    # Rate limits key on the client address, so this must match the deployment.
+    TRUSTED_PROXY_COUNT: int = 0
 
     @property
     def is_production(self) -> bool:
@@ -134,41 +134,55 @@ class Settings:
             DATABASE_URL=env.get("DATABASE_URL") or EMBEDDED,
             REDIS_URL=env.get("REDIS_URL") or EMBEDDED,
             SECRET_KEY=secret or cls.SECRET_KEY,
-            PORT=_int(env, "PORT", 5000, 1),
-            WEB_CONCURRENCY=_int(env, "WEB_CONCURRENCY", 2, 1),
-            WORKER_CONCURRENCY=_int(env, "WORKER_CONCURRENCY", 2, 1),
+            PORT=_int(env, "PORT", cls.PORT, 1),
+            WEB_CONCURRENCY=_int(env, "WEB_CONCURRENCY", cls.WEB_CONCURRENCY, 1),
+            WORKER_CONCURRENCY=_int(env, "WORKER_CONCURRENCY", cls.WORKER_CONCURRENCY, 1),
             SMTP_URL=env.get("SMTP_URL") or cls.SMTP_URL,
             MAIL_FROM=env.get("MAIL_FROM") or cls.MAIL_FROM,
             STRIPE_API_KEY=env.get("STRIPE_API_KEY") or cls.STRIPE_API_KEY,
             STRIPE_API_BASE=(env.get("STRIPE_API_BASE") or cls.STRIPE_API_BASE).rstrip("/"),
-            PAYMENT_MAX_ATTEMPTS=_int(env, "PAYMENT_MAX_ATTEMPTS", 8, 1),
-            PAYMENT_BACKOFF_SECONDS=_float(env, "PAYMENT_BACKOFF_SECONDS", 2.0),
-            PAYMENT_PENDING_TIMEOUT_SECONDS=_int(env, "PAYMENT_PENDING_TIMEOUT_SECONDS", 900, 1),
-            PAYMENT_SWEEP_SECONDS=_int(env, "PAYMENT_SWEEP_SECONDS", 120, 10),
-            NOTIFY_MAX_ATTEMPTS=_int(env, "NOTIFY_MAX_ATTEMPTS", 5, 1),
-            NOTIFY_BACKOFF_SECONDS=_float(env, "NOTIFY_BACKOFF_SECONDS", 10.0),
-            NOTIFY_RETRY_INTERVAL_SECONDS=_int(env, "NOTIFY_RETRY_INTERVAL_SECONDS", 600, 1),
-            RECONCILE_INTERVAL_SECONDS=_int(env, "RECONCILE_INTERVAL_SECONDS", 300, 1),
-            OUTBOX_INTERVAL_SECONDS=_float(env, "OUTBOX_INTERVAL_SECONDS", 5.0),
+            PAYMENT_MAX_ATTEMPTS=_int(env, "PAYMENT_MAX_ATTEMPTS", cls.PAYMENT_MAX_ATTEMPTS, 1),
+            PAYMENT_BACKOFF_SECONDS=_float(env, "PAYMENT_BACKOFF_SECONDS", cls.PAYMENT_BACKOFF_SECONDS),
+            PAYMENT_PENDING_TIMEOUT_SECONDS=_int(
+                env, "PAYMENT_PENDING_TIMEOUT_SECONDS", cls.PAYMENT_PENDING_TIMEOUT_SECONDS, 1
+            ),
+            PAYMENT_SWEEP_SECONDS=_int(env, "PAYMENT_SWEEP_SECONDS", cls.PAYMENT_SWEEP_SECONDS, 10),
+            NOTIFY_MAX_ATTEMPTS=_int(env, "NOTIFY_MAX_ATTEMPTS", cls.NOTIFY_MAX_ATTEMPTS, 1),
+            NOTIFY_BACKOFF_SECONDS=_float(env, "NOTIFY_BACKOFF_SECONDS", cls.NOTIFY_BACKOFF_SECONDS),
+            NOTIFY_RETRY_INTERVAL_SECONDS=_int(
+                env, "NOTIFY_RETRY_INTERVAL_SECONDS", cls.NOTIFY_RETRY_INTERVAL_SECONDS, 1
+            ),
+            RECONCILE_INTERVAL_SECONDS=_int(
+                env, "RECONCILE_INTERVAL_SECONDS", cls.RECONCILE_INTERVAL_SECONDS, 1
+            ),
+            OUTBOX_INTERVAL_SECONDS=_float(env, "OUTBOX_INTERVAL_SECONDS", cls.OUTBOX_INTERVAL_SECONDS),
             AUTH_RATE_LIMIT=env.get("AUTH_RATE_LIMIT") or cls.AUTH_RATE_LIMIT,
             CHECKOUT_RATE_LIMIT=env.get("CHECKOUT_RATE_LIMIT") or cls.CHECKOUT_RATE_LIMIT,
             PAYMENT_DEFAULT_TOKEN=env.get("PAYMENT_DEFAULT_TOKEN", default_token),
-            FEATURE_CACHE_SECONDS=_float(env, "FEATURE_CACHE_SECONDS", 5.0),
-            JWT_EXPIRES_SECONDS=_int(env, "JWT_EXPIRES_SECONDS", 3600, 1),
-            CURRENCY=(env.get("CURRENCY") or "USD").upper(),
-            LOG_LEVEL=(env.get("LOG_LEVEL") or "INFO").upper(),
-            DB_CONNECT_TIMEOUT_SECONDS=_int(env, "DB_CONNECT_TIMEOUT_SECONDS", 3, 1),
-            DB_STATEMENT_TIMEOUT_MS=_int(env, "DB_STATEMENT_TIMEOUT_MS", 15000, 0),
-            DB_LOCK_TIMEOUT_MS=_int(env, "DB_LOCK_TIMEOUT_MS", 5000, 0),
-            DB_PREPARED_STATEMENTS=_bool(env, "DB_PREPARED_STATEMENTS", True),
-            PROMETHEUS_MULTIPROC_DIR=env.get("PROMETHEUS_MULTIPROC_DIR", ""),
-            SMTP_TIMEOUT_SECONDS=_float(env, "SMTP_TIMEOUT_SECONDS", 10.0),
-            TRUSTED_PROXY_COUNT=_int(env, "TRUSTED_PROXY_COUNT", 0, 0),
-            SMTP_BREAKER_FAIL_MAX=_int(env, "SMTP_BREAKER_FAIL_MAX", 5, 1),
-            SMTP_BREAKER_RESET_SECONDS=_float(env, "SMTP_BREAKER_RESET_SECONDS", 60.0),
-            PAYMENT_GATEWAY_TIMEOUT_SECONDS=_float(env, "PAYMENT_GATEWAY_TIMEOUT_SECONDS", 10.0),
-            PAYMENT_BREAKER_FAIL_MAX=_int(env, "PAYMENT_BREAKER_FAIL_MAX", 5, 1),
-            PAYMENT_BREAKER_RESET_SECONDS=_float(env, "PAYMENT_BREAKER_RESET_SECONDS", 30.0),
+            FEATURE_CACHE_SECONDS=_float(env, "FEATURE_CACHE_SECONDS", cls.FEATURE_CACHE_SECONDS),
+            JWT_EXPIRES_SECONDS=_int(env, "JWT_EXPIRES_SECONDS", cls.JWT_EXPIRES_SECONDS, 1),
+            CURRENCY=(env.get("CURRENCY") or cls.CURRENCY).upper(),
+            LOG_LEVEL=(env.get("LOG_LEVEL") or cls.LOG_LEVEL).upper(),
+            DB_CONNECT_TIMEOUT_SECONDS=_int(
+                env, "DB_CONNECT_TIMEOUT_SECONDS", cls.DB_CONNECT_TIMEOUT_SECONDS, 1
+            ),
+            DB_STATEMENT_TIMEOUT_MS=_int(env, "DB_STATEMENT_TIMEOUT_MS", cls.DB_STATEMENT_TIMEOUT_MS, 0),
+            DB_LOCK_TIMEOUT_MS=_int(env, "DB_LOCK_TIMEOUT_MS", cls.DB_LOCK_TIMEOUT_MS, 0),
+            DB_PREPARED_STATEMENTS=_bool(env, "DB_PREPARED_STATEMENTS", cls.DB_PREPARED_STATEMENTS),
+            PROMETHEUS_MULTIPROC_DIR=env.get("PROMETHEUS_MULTIPROC_DIR", cls.PROMETHEUS_MULTIPROC_DIR),
+            SMTP_TIMEOUT_SECONDS=_float(env, "SMTP_TIMEOUT_SECONDS", cls.SMTP_TIMEOUT_SECONDS),
+            TRUSTED_PROXY_COUNT=_int(env, "TRUSTED_PROXY_COUNT", cls.TRUSTED_PROXY_COUNT, 0),
+            SMTP_BREAKER_FAIL_MAX=_int(env, "SMTP_BREAKER_FAIL_MAX", cls.SMTP_BREAKER_FAIL_MAX, 1),
+            SMTP_BREAKER_RESET_SECONDS=_float(
+                env, "SMTP_BREAKER_RESET_SECONDS", cls.SMTP_BREAKER_RESET_SECONDS
+            ),
+            PAYMENT_GATEWAY_TIMEOUT_SECONDS=_float(
+                env, "PAYMENT_GATEWAY_TIMEOUT_SECONDS", cls.PAYMENT_GATEWAY_TIMEOUT_SECONDS
+            ),
+            PAYMENT_BREAKER_FAIL_MAX=_int(env, "PAYMENT_BREAKER_FAIL_MAX", cls.PAYMENT_BREAKER_FAIL_MAX, 1),
+            PAYMENT_BREAKER_RESET_SECONDS=_float(
+                env, "PAYMENT_BREAKER_RESET_SECONDS", cls.PAYMENT_BREAKER_RESET_SECONDS
+            ),
         )
 
     def as_flask_config(self) -> dict[str, Any]:
