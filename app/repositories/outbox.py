@@ -16,8 +16,14 @@ class OutboxRepository:
     def __init__(self, session: Session) -> None:
         self.session = session
 
-    def add(self, event_type: str, payload: dict[str, Any], request_id: str | None) -> OutboxMessage:
+    def add(
+        self, event_type: str, payload: dict[str, Any], request_id: str | None, *, published: bool = False
+    ) -> OutboxMessage:
+        """A new message; ``published``: its publish is attempted right after the commit."""
         message = OutboxMessage(event_type=event_type, payload=payload, request_id=request_id)
+        if published:
+            message.published_at = utcnow()
+            message.publish_attempts = 1
         self.session.add(message)
         return message
 
@@ -58,6 +64,15 @@ class OutboxRepository:
             .where(OutboxMessage.id == message_id)
             .values(publish_attempts=OutboxMessage.publish_attempts + 1, last_error=error[:500])
         )
+
+    def mark_unpublished(self, ids: Sequence[int], error: str) -> None:
+        """Messages marked published optimistically whose publish failed: the beat relay's work now."""
+        if ids:
+            self.session.execute(
+                update(OutboxMessage)
+                .where(OutboxMessage.id.in_(list(ids)))
+                .values(published_at=None, last_error=error[:500])
+            )
 
     def get(self, message_id: int) -> OutboxMessage | None:
         return self.session.get(OutboxMessage, message_id)

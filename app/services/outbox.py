@@ -38,6 +38,26 @@ def relay_outbox(session: Session, ids: Sequence[int] | None = None, limit: int 
     return len(published)
 
 
+def publish_committed(session: Session, ids: Sequence[int], request_id: str | None) -> int:
+    """Publish messages their own transaction committed as published (``UnitOfWork.commit``).
+
+    No database work when the broker takes them; those it refuses are marked unpublished, in id
+    order from the first refusal, for the beat relay. Returns how many were published.
+    """
+    for done, message_id in enumerate(ids):
+        try:
+            send_task(DISPATCH_EVENT, [message_id], request_id=request_id)
+        except BrokerUnavailable as exc:
+            try:
+                OutboxRepository(session).mark_unpublished(ids[done:], str(exc))
+                session.commit()
+            except Exception:
+                session.rollback()
+                raise
+            return done
+    return len(ids)
+
+
 def handle_message(session: Session, message_id: int) -> bool:
     """Run every handler of one outbox message once; False when there was nothing to do."""
     from app.services.messagebus import EVENT_HANDLERS, EventContext
