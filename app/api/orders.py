@@ -280,7 +280,7 @@ class OrderById(MethodView):
     @blp.alt_response(404, response="NOT_FOUND", description="No such order, another user's, or deleted")
     def get(self, order_id: uuid.UUID) -> tuple[Order, dict[str, str]]:
         """View an order (its owner or an admin), with its ETag."""
-        order = service.get_order(db.session, current_actor(), order_id)  # type: ignore[arg-type]
+        order = service.read_order(db.session, current_actor(), order_id)  # type: ignore[arg-type]
         return order, {"ETag": _etag(order)}
 
     @authenticated

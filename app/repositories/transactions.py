@@ -3,9 +3,23 @@
 from __future__ import annotations
 
 from sqlalchemy import text
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, scoped_session
 
 
 def set_local_lock_timeout(session: Session, milliseconds: int) -> None:
     """``SET LOCAL lock_timeout``: a lock wait longer than this fails fast (55P03) and is retried."""
     session.execute(text(f"SET LOCAL lock_timeout = {int(milliseconds)}"))
+
+
+def begin_read(session: Session) -> None:
+    """Run the session's next statements in autocommit mode: for reads that write nothing.
+
+    Under READ COMMITTED every statement takes its own snapshot anyway, so wrapping reads in a
+    transaction buys no consistency; it costs a BEGIN and a ROLLBACK round trip. The connection
+    gets its isolation level back when it returns to the pool, so the session's next transaction
+    is a real one again. Only when no transaction is open yet: inside one it changes nothing.
+    """
+    if isinstance(session, scoped_session):
+        session = session()
+    if not session.in_transaction():
+        session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})

@@ -33,7 +33,7 @@ def _require_admin(actor: Actor) -> None:
 
 
 def get_product(product_id: uuid.UUID) -> Product:
-    with UnitOfWork() as uow:
+    with UnitOfWork(read_only=True) as uow:
         product = ProductRepository(uow.session).get(product_id)
         if product is None:
             raise NotFound("The product was not found")
@@ -43,7 +43,7 @@ def get_product(product_id: uuid.UUID) -> Product:
 
 def list_products(q: str | None, page: int, page_size: int) -> tuple[list[Product], int]:
     """A page of products ordered by name; ``q`` matches names case-insensitively."""
-    with UnitOfWork() as uow:
+    with UnitOfWork(read_only=True) as uow:
         products, total = ProductRepository(uow.session).search(q, page, page_size)
         for product in products:
             uow.session.expunge(product)

@@ -39,7 +39,7 @@ from app.log import current_request_id, get_logger
 from app.repositories.carts import CartRepository
 from app.repositories.catalogue import ProductRepository, StockLedgerRepository
 from app.repositories.orders import IdempotencyRepository, OrderRepository
-from app.repositories.transactions import set_local_lock_timeout
+from app.repositories.transactions import begin_read, set_local_lock_timeout
 from app.services import features
 from app.services.transactions import retry_on_contention
 from app.services.unit_of_work import UnitOfWork
@@ -298,6 +298,12 @@ def get_order(session: Session, actor: Actor, order_id: uuid.UUID) -> Order:
     return _visible(actor, OrderRepository(session).get(order_id))
 
 
+def read_order(session: Session, actor: Actor, order_id: uuid.UUID) -> Order:
+    """``get_order`` for a request that only reads: its statements run without a transaction."""
+    begin_read(session)
+    return get_order(session, actor, order_id)
+
+
 def list_orders(
     session: Session,
     actor: Actor,
@@ -312,6 +318,7 @@ def list_orders(
         if user_id is not None and user_id != actor.user_id:
             raise NotFound("The user was not found")
         user_id = actor.user_id
+    begin_read(session)
     return OrderRepository(session).search(
         user_id=user_id,
         status=status,
@@ -323,6 +330,7 @@ def list_orders(
 
 def order_history(session: Session, actor: Actor, order_id: uuid.UUID) -> list[OrderStatusChange]:
     """Every status change of the order, oldest first (the first is its creation as PLACED)."""
+    begin_read(session)
     repo = OrderRepository(session)
     _visible(actor, repo.find(order_id))
     return repo.history(order_id)

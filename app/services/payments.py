@@ -312,9 +312,9 @@ def _record_refund(target: _RefundTarget, reference: str, refund_reference: str 
 
 def get_payment(session: Session, actor: Actor, order_id: uuid.UUID) -> Payment:
     """The payment of an order its owner or an admin may see (another customer's: NotFound)."""
-    from app.services.orders import get_order
+    from app.services.orders import read_order
 
-    payment = get_order(session, actor, order_id).payment
+    payment = read_order(session, actor, order_id).payment
     if payment is None:
         raise NotFound("The order has no payment")
     return payment

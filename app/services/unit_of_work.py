@@ -16,12 +16,15 @@ from app.domain.base import drain_event_sources
 from app.domain.events import Event
 from app.log import current_request_id, get_logger
 from app.repositories.outbox import OutboxRepository
+from app.repositories.transactions import begin_read
 
 log = get_logger(__name__)
 
 
 class UnitOfWork:
-    def __init__(self, session: Session | None = None, *, relay_after_commit: bool = True) -> None:
+    def __init__(
+        self, session: Session | None = None, *, relay_after_commit: bool = True, read_only: bool = False
+    ) -> None:
         if session is None:
             from app.extensions import db
 
@@ -31,6 +34,8 @@ class UnitOfWork:
         self._events: list[Event] = []
         self.committed = False
         self.outbox_ids: list[int] = []
+        if read_only:  # reads that write nothing: no BEGIN/ROLLBACK round trips
+            begin_read(session)
 
     def __enter__(self) -> UnitOfWork:
         return self
