@@ -36,6 +36,7 @@ class Step:
     statement: str = ""
     parameters: Any = None
     executemany: bool = False
+    autocommit: bool = False  # the driver ran it outside a transaction (the app's reads)
 
 
 @dataclass
@@ -59,7 +60,8 @@ class SqlRecorder:
 
     def _sql(self, conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, many: bool) -> None:
         if self.recording:
-            self.steps.append(Step("sql", statement, parameters, many))
+            autocommit = bool(getattr(getattr(cursor, "connection", None), "autocommit", False))
+            self.steps.append(Step("sql", statement, parameters, many, autocommit))
 
     def _begin(self, conn: Any) -> None:
         if self.recording:
@@ -78,7 +80,8 @@ class SqlRecorder:
 
 
 def transactions(steps: list[Step]) -> list[tuple[list[Step], str]]:
-    """Group statements into the transactions the driver ran: (statements, "commit"|"rollback").
+    """Group statements into the transactions the driver ran: (statements, "commit"|"rollback"),
+    or "autocommit" for statements run outside any transaction (no BEGIN, no end was sent).
     psycopg opens a transaction with the first statement, so a begin without statements never
     reached the server and is dropped."""
     groups: list[tuple[list[Step], str]] = []
@@ -92,7 +95,7 @@ def transactions(steps: list[Step]) -> list[tuple[list[Step], str]]:
             current = []
     if current:
         groups.append((current, "rollback"))  # the session closes it at teardown
-    return groups
+    return [(group, "autocommit" if all(s.autocommit for s in group) else end) for group, end in groups]
 
 
 def statement_count(steps: list[Step]) -> dict[str, int]:
@@ -250,7 +253,8 @@ def pgbench_script(capture: CheckoutCapture) -> tuple[str, dict[str, Any]]:
     per_txn: list[int] = []
     outbox_inserts = 0
     for statements, end in groups:
-        lines.append("BEGIN;")
+        if end != "autocommit":
+            lines.append("BEGIN;")
         count = 0
         for step in statements:
             param_sets = step.parameters if step.executemany else [step.parameters]
@@ -266,7 +270,8 @@ def pgbench_script(capture: CheckoutCapture) -> tuple[str, dict[str, Any]]:
                 count += 1
             if step.executemany:
                 lines.append("\\endpipeline")
-        lines.append("COMMIT;" if end == "commit" else "ROLLBACK;")
+        if end != "autocommit":
+            lines.append("COMMIT;" if end == "commit" else "ROLLBACK;")
         per_txn.append(count)
     facts = {
         "transactions": len(groups),

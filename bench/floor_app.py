@@ -40,6 +40,8 @@ def create_app() -> Flask:
         conn = _connection(url)
         rows: list[Any] = []
         for txn in queries[name]:
+            # Statements the app ran outside a transaction run so here too (no BEGIN/ROLLBACK).
+            conn.autocommit = txn["end"] == "autocommit"
             with conn.cursor() as cur:
                 for sql in txn["statements"]:
                     cur.execute(sql, {"id": ident})
@@ -47,7 +49,7 @@ def create_app() -> Flask:
                         rows.extend(cur.fetchall())
             if txn["end"] == "commit":
                 conn.commit()
-            else:
+            elif txn["end"] == "rollback":
                 conn.rollback()
         if not rows:
             return Response('{"status": 404}', status=404, mimetype="application/json")

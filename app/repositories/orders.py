@@ -10,8 +10,9 @@ from sqlalchemy import DateTime, and_, bindparam, delete, func, select, text, up
 from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.orm import Session, joinedload, selectinload
 
-from app.domain.orders import IdempotencyKey, Order, OrderStatusChange
+from app.domain.orders import IdempotencyKey, Order, OrderStatusChange, Placement
 from app.domain.payments import Payment
+from app.repositories.rows import insert_rows
 
 _ORDER_BY_ID = (
     select(Order)
@@ -27,6 +28,16 @@ class OrderRepository:
 
     def add(self, order: Order) -> None:
         self.session.add(order)
+
+    def insert_placement(self, placement: Placement) -> None:
+        """Write a new order, its items, payment and first history row with plain INSERTs (the
+        checkout's hot path; the entities stay out of the session)."""
+        order = placement.order
+        insert_rows(self.session, [order])
+        insert_rows(self.session, order.items)
+        if order.payment is not None:
+            insert_rows(self.session, [order.payment])
+        insert_rows(self.session, [placement.history])
 
     def add_history(self, change: OrderStatusChange) -> None:
         self.session.add(change)

@@ -5,27 +5,43 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import Table, func, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from app.domain.base import utcnow
 from app.domain.outbox import OutboxMessage
+
+_OUTBOX = OutboxMessage.__table__
+assert isinstance(_OUTBOX, Table)
+_INSERT = insert(_OUTBOX).returning(_OUTBOX.c.id, sort_by_parameter_order=True)
 
 
 class OutboxRepository:
     def __init__(self, session: Session) -> None:
         self.session = session
 
-    def add(
-        self, event_type: str, payload: dict[str, Any], request_id: str | None, *, published: bool = False
-    ) -> OutboxMessage:
-        """A new message; ``published``: its publish is attempted right after the commit."""
-        message = OutboxMessage(event_type=event_type, payload=payload, request_id=request_id)
-        if published:
-            message.published_at = utcnow()
-            message.publish_attempts = 1
-        self.session.add(message)
-        return message
+    def add_many(
+        self, messages: Sequence[tuple[str, dict[str, Any], str | None]], *, published: bool = False
+    ) -> list[int]:
+        """New messages (event type, payload, request id) with one plain INSERT; their ids, in order.
+
+        ``published``: their publish is attempted right after the commit (``UnitOfWork.commit``).
+        """
+        if not messages:
+            return []
+        now = utcnow()
+        rows = [
+            {
+                "event_type": event_type,
+                "payload": payload,
+                "request_id": request_id,
+                "created_at": now,
+                "published_at": now if published else None,
+                "publish_attempts": 1 if published else 0,
+            }
+            for event_type, payload, request_id in messages
+        ]
+        return list(self.session.scalars(_INSERT, rows if len(rows) > 1 else rows[0]))
 
     def lock_relayable(
         self, ids: Sequence[int] | None, limit: int, stale_seconds: float

@@ -201,12 +201,11 @@ def _checkout(
                 payment_token=request.payment_token,
                 actor=placer,
             )
-            orders = OrderRepository(session)
-            orders.add(placement.order)
-            orders.add_history(placement.history)
-            StockLedgerRepository(session).add_all(placement.movements)
+            # Plain INSERTs/UPDATEs rather than the ORM's flush: a quarter of a checkout's CPU.
+            OrderRepository(session).insert_placement(placement)
+            StockLedgerRepository(session).insert_all(placement.movements)
+            ProductRepository(session).save_stock(products.values())
             carts.clear(cart_id)
-            session.flush()
             order_id = placement.order.id
             body = render(placement.order)
             if idempotency is not None:

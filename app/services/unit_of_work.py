@@ -83,10 +83,9 @@ class UnitOfWork:
         # CPU. If the publish then fails they are marked unpublished again (the beat relay's
         # work); if the process dies in between, the beat relay publishes them again once they
         # are STALE_AFTER_SECONDS old and still unprocessed. Either way nothing is lost.
-        messages = [outbox.add(e.name, e.to_payload(), request_id, published=relay) for e in events]
-        if messages:
-            self.session.flush()
-        self.outbox_ids = [m.id for m in messages]
+        self.outbox_ids = outbox.add_many(
+            [(e.name, e.to_payload(), request_id) for e in events], published=relay
+        )
         self.session.commit()
         self.committed = True
         if relay:
