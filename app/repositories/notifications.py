@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select
-from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.orm import Session
+from sqlalchemy import and_, bindparam, func, or_, select, text
+from sqlalchemy.dialects.postgresql import UUID
+from sqlalchemy.orm import Session, joinedload
 
 from app.domain.notifications import N_FAILED, N_PENDING, Notification
 from app.domain.orders import Order, OrderItem
@@ -26,19 +26,45 @@ class OrderFacts:
     payment: Payment | None
 
 
+INSERT_COLUMNS = (
+    "id",
+    "user_id",
+    "order_id",
+    "event_id",
+    "event",
+    "channel",
+    "recipient",
+    "subject",
+    "message",
+    "status",
+    "attempts",
+    "last_error",
+    "created_at",
+    "next_attempt_at",
+)
+_INSERT_IF_ABSENT = text(
+    f"INSERT INTO notifications ({', '.join(INSERT_COLUMNS)}) "
+    f"VALUES ({', '.join(':' + c for c in INSERT_COLUMNS)}) "
+    "ON CONFLICT (event_id, channel) DO NOTHING RETURNING id"
+).columns(id=UUID(as_uuid=True))
+_ORDER_WITH_LINES = (
+    select(Order)
+    .where(Order.id == bindparam("order_id"))
+    .options(joinedload(Order.items), joinedload(Order.payment))
+)
+
+
 class NotificationRepository:
     def __init__(self, session: Session) -> None:
         self.session = session
 
     def insert_if_absent(self, values: dict[str, Any]) -> uuid.UUID | None:
-        """``INSERT … ON CONFLICT (event_id, channel) DO NOTHING``: the new id, or None if it existed."""
-        stmt = (
-            insert(Notification)
-            .values(**values)
-            .on_conflict_do_nothing(index_elements=[Notification.event_id, Notification.channel])
-            .returning(Notification.id)
-        )
-        return self.session.scalar(stmt)
+        """``INSERT … ON CONFLICT (event_id, channel) DO NOTHING``: the new id, or None if it existed.
+
+        ``values`` holds exactly ``INSERT_COLUMNS``. As text SQL, because SQLAlchemy compiles a
+        PostgreSQL ``ON CONFLICT`` construct again on every execution (it cannot cache it).
+        """
+        return self.session.scalar(_INSERT_IF_ABSENT, values)
 
     def find_by_event(self, event_id: int, channel: str) -> Notification | None:
         stmt = select(Notification).where(Notification.event_id == event_id, Notification.channel == channel)
@@ -99,13 +125,9 @@ class NotificationRepository:
         return self.session.get(User, user_id)
 
     def order_facts(self, order_id: uuid.UUID) -> OrderFacts | None:
-        order = self.session.get(Order, order_id)
+        """The order with its items (by name) and payment, in one joined statement."""
+        order = self.session.scalars(_ORDER_WITH_LINES, {"order_id": order_id}).unique().first()
         if order is None:
             return None
-        items = list(
-            self.session.scalars(
-                select(OrderItem).where(OrderItem.order_id == order_id).order_by(OrderItem.product_name)
-            )
-        )
-        payment = self.session.scalars(select(Payment).where(Payment.order_id == order_id)).first()
-        return OrderFacts(order=order, items=items, payment=payment)
+        items = sorted(order.items, key=lambda item: item.product_name)
+        return OrderFacts(order=order, items=items, payment=order.payment)

@@ -22,6 +22,9 @@ _ORDER_BY_ID = (
 )
 
 
+_LOCK_ROW = select(Order.id).where(Order.id == bindparam("order_id")).with_for_update()
+
+
 class OrderRepository:
     def __init__(self, session: Session) -> None:
         self.session = session
@@ -63,6 +66,11 @@ class OrderRepository:
             .execution_options(populate_existing=True)
         )
         return self.session.scalars(stmt).first()
+
+    def lock_row(self, order_id: uuid.UUID) -> bool:
+        """``SELECT … FOR UPDATE`` the order row only, loading nothing (to serialise with a
+        cancellation, which locks the order first too). False when there is no such order."""
+        return self.session.execute(_LOCK_ROW, {"order_id": order_id}).first() is not None
 
     def lock_payment(self, order_id: uuid.UUID) -> Payment | None:
         stmt = (

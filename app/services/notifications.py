@@ -107,8 +107,9 @@ def record_notification(session: Session, event: Event, event_id: int) -> Notifi
         "created_at": now,
         "next_attempt_at": now if recipient else None,
     }
-    repo.insert_if_absent(values)  # a concurrent handler may have won: either way, read it back
-    return repo.find_by_event(event_id, CHANNEL_EMAIL)
+    if repo.insert_if_absent(values) is not None:
+        return Notification(**values)  # what was just written (transient: not read back)
+    return repo.find_by_event(event_id, CHANNEL_EMAIL)  # a concurrent handler won: read its row
 
 
 def _money(value: Decimal | None) -> str:

@@ -165,7 +165,7 @@ def _start_attempt(payment_id: uuid.UUID) -> _ChargeRequest | None:
 
 def _record_success(request: _ChargeRequest, result: ChargeResult, gateway: PaymentGateway) -> PaymentOutcome:
     with UnitOfWork() as uow:
-        OrderRepository(uow.session).lock(request.order_id)
+        OrderRepository(uow.session).lock_row(request.order_id)
         payments = PaymentRepository(uow.session)
         if payments.complete(request.payment_id, result.reference):
             uow.record(PaymentCompleted(**_ids(request)))
@@ -188,7 +188,7 @@ def _record_failure(request: _ChargeRequest, reason: str) -> PaymentOutcome:
     from app.services.orders import apply_cancellation
 
     with UnitOfWork() as uow:
-        OrderRepository(uow.session).lock(request.order_id)
+        OrderRepository(uow.session).lock_row(request.order_id)
         if not PaymentRepository(uow.session).fail(request.payment_id, reason):
             return PaymentOutcome(SKIPPED)
         # Hold the order until the commit: the session keeps only weak references to clean
