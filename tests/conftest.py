@@ -91,7 +91,15 @@ def make_app(database_url: str, redis_url: str, **overrides: Any) -> Flask:
         "LOG_LEVEL": "WARNING",
     }
     config.update(overrides)
-    return create_app(config)
+    application = create_app(config)
+    # Flask-Limiter is one global object, re-initialised by every app built here. A previous app
+    # whose Redis was unreachable left it in its in-memory fallback, which ``init_app`` does not
+    # reset: the new app's first requests were then counted in memory and the next ones in Redis
+    # (a rate-limit test saw its second request pass, depending on which tests ran before it).
+    from app.extensions import limiter
+
+    limiter._storage_dead = False
+    return application
 
 
 @pytest.fixture(scope="session")

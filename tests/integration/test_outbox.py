@@ -11,7 +11,7 @@ from sqlalchemy import select, update
 from app.adapters import queue
 from app.domain.events import OrderDelivered
 from app.domain.outbox import OutboxMessage
-from app.extensions import db
+from app.extensions import db, limiter
 from app.log import bind_request_id
 from app.services import messagebus
 from app.services.outbox import relay_outbox
@@ -65,8 +65,8 @@ def test_commit_relays_to_the_queue_with_the_request_id(app_ctx):
 
 
 def test_commit_succeeds_and_keeps_the_event_when_the_broker_is_unreachable(app, database_url):
-    app = make_app(database_url, "redis://127.0.0.1:9/0")
-    with app.app_context():
+    broken = make_app(database_url, "redis://127.0.0.1:9/0")
+    with broken.app_context():
         with UnitOfWork() as uow:
             uow.record(event())
             uow.commit()
@@ -74,6 +74,7 @@ def test_commit_succeeds_and_keeps_the_event_when_the_broker_is_unreachable(app,
         assert row.published_at is None
         assert row.publish_attempts == 1 and row.last_error
         db.session.remove()
+    limiter.init_app(app)  # the global limiter back on the suite's app (and its Redis)
 
 
 def test_beat_relay_publishes_what_was_left_behind(app_ctx):
