@@ -47,6 +47,7 @@ from typing import Any
 import psutil
 import redis
 
+from app.adapters.queue import WORKER_QUEUES
 from bench import capture, loadgen, profiles, report, seed
 from bench.procs import BIN, ROOT, Processes, free_port, wait_for
 
@@ -509,7 +510,7 @@ class Bench:
             pending = wait_for(
                 lambda: self.pending_payments() or None, 30, "the burst's payments", interval=0.5
             )
-            queued = r.llen("oms")
+            queued = sum(int(r.llen(name)) for name in WORKER_QUEUES.split(","))
             log(
                 f"run {run + 1} burst: {pending} PENDING payments placed in "
                 f"{time.monotonic() - started:.1f}s, "

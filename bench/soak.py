@@ -49,6 +49,8 @@ import psutil
 import redis
 import requests
 
+from app.adapters.queue import WORKER_QUEUES
+
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
 PASSWORD = "soak-password-1"  # noqa: S105 (throw-away soak accounts)
@@ -273,6 +275,11 @@ class Soak:
         return window
 
 
+def queued(broker: redis.Redis) -> int:
+    """Messages waiting in the worker's queues."""
+    return sum(int(broker.llen(name)) for name in WORKER_QUEUES.split(","))
+
+
 def percentile(values: list[float], q: float) -> float:
     if not values:
         return 0.0
@@ -386,7 +393,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         drain_started = time.monotonic()
         drained = True
         try:
-            wait_for(lambda: broker.llen("oms") == 0 and pending_payments(env) == 0, 300, "drain")
+            wait_for(lambda: queued(broker) == 0 and pending_payments(env) == 0, 300, "drain")
         except TimeoutError:
             drained = False
         drain_seconds = time.monotonic() - drain_started
@@ -408,7 +415,7 @@ def pending_payments(env: dict[str, str]) -> int:
 def sample(soak: Soak, procs: Processes, broker: redis.Redis, t: float) -> dict[str, Any]:
     window = soak.take_window()
     try:
-        queue = int(broker.llen("oms"))
+        queue = queued(broker)
     except redis.RedisError:
         queue = -1
     return {

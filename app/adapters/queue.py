@@ -31,6 +31,13 @@ RETRY_FAILED_NOTIFICATIONS = "oms.retry_failed_notifications"
 RECONCILE_STOCK = "oms.reconcile_stock"
 PURGE_EXPIRED = "oms.purge_expired"
 
+# Queues. The worker consumes both, always ``oms`` first (``sorted`` order: BRPOP takes from the
+# first non-empty list): e-mail waits behind the money and the events that lead to it, so a burst
+# of orders is charged before its e-mails go out, and an SMTP retry storm never delays a charge.
+DEFAULT_QUEUE = "oms"
+NOTIFICATIONS_QUEUE = "oms.notifications"
+WORKER_QUEUES = f"{DEFAULT_QUEUE},{NOTIFICATIONS_QUEUE}"  # the Procfile's --queues
+
 # Longer than any countdown a task may schedule: Redis redelivers unacked messages after this.
 VISIBILITY_TIMEOUT_SECONDS = 2 * 3600
 MAX_COUNTDOWN_SECONDS = 3600
@@ -97,12 +104,14 @@ def celery_config(config: dict[str, Any]) -> dict[str, Any]:
             "socket_keepalive": True,
             "health_check_interval": 10,
             "max_retries": 0,
+            "queue_order_strategy": "sorted",  # DEFAULT_QUEUE before NOTIFICATIONS_QUEUE
         },
         "broker_pool_limit": 10,
         "broker_connection_timeout": 1,
         # Publishing from a web request must not block: no retries; the outbox relay retries.
         "task_publish_retry": False,
-        "task_default_queue": "oms",
+        "task_default_queue": DEFAULT_QUEUE,
+        "task_routes": {DELIVER_NOTIFICATION: {"queue": NOTIFICATIONS_QUEUE}},
         "task_create_missing_queues": True,
         "worker_hijack_root_logger": False,
         "worker_send_task_events": False,

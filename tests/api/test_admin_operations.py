@@ -43,7 +43,8 @@ def _fresh_feature_cache_and_breaker():
 
 
 def queued(app, task: str) -> list[list[Any]]:
-    raw = redis_lib.Redis.from_url(app.config["REDIS_URL"]).lrange("oms", 0, -1)
+    client = redis_lib.Redis.from_url(app.config["REDIS_URL"])
+    raw = [m for name in (queue.DEFAULT_QUEUE, queue.NOTIFICATIONS_QUEUE) for m in client.lrange(name, 0, -1)]
     messages = [json.loads(m) for m in raw]
     return [json.loads(base64.b64decode(m["body"]))[0] for m in messages if m["headers"]["task"] == task]
 

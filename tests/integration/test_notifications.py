@@ -64,7 +64,7 @@ def notifications() -> list[Notification]:
 
 def queued_deliveries(app) -> list[list[Any]]:
     client = redis_lib.Redis.from_url(app.config["REDIS_URL"])
-    messages = [json.loads(raw) for raw in client.lrange("oms", 0, -1)]
+    messages = [json.loads(raw) for raw in client.lrange(queue.NOTIFICATIONS_QUEUE, 0, -1)]
     return [
         json.loads(base64.b64decode(m["body"]))[0]
         for m in messages
@@ -187,7 +187,9 @@ def test_the_retry_job_leaves_notifications_older_than_a_day_alone(app_ctx, orde
 
 def test_the_retry_job_requeues_a_pending_notification_whose_delivery_was_lost(app, app_ctx, order, smtp):
     notify_customer(placed_event(order), EventContext(event_id=13, request_id=None))
-    redis_lib.Redis.from_url(app.config["REDIS_URL"]).delete("oms")  # Redis lost the queued delivery
+    redis_lib.Redis.from_url(app.config["REDIS_URL"]).delete(
+        queue.NOTIFICATIONS_QUEUE
+    )  # Redis lost the queued delivery
     db.session.execute(update(Notification).values(next_attempt_at=utcnow().replace(year=2000)))
     db.session.commit()
 

@@ -1,0 +1,39 @@
+"""Which queue each task goes to, and the order the worker takes them in (no broker needed)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from app.adapters import queue
+
+ROOT = Path(__file__).resolve().parents[2]
+CONFIG = {
+    "REDIS_URL": "redis://127.0.0.1:6379/0",
+    "OUTBOX_INTERVAL_SECONDS": 5,
+    "NOTIFY_RETRY_INTERVAL_SECONDS": 60,
+    "RECONCILE_INTERVAL_SECONDS": 300,
+    "PAYMENT_SWEEP_SECONDS": 120,
+}
+
+
+def test_deliveries_have_their_own_queue_and_everything_else_the_default():
+    config = queue.celery_config(CONFIG)
+    assert config["task_default_queue"] == queue.DEFAULT_QUEUE
+    assert config["task_routes"] == {queue.DELIVER_NOTIFICATION: {"queue": queue.NOTIFICATIONS_QUEUE}}
+
+
+def test_the_worker_takes_the_default_queue_before_the_notifications():
+    # kombu's "sorted" strategy puts the queues in one BRPOP in sorted order, and BRPOP pops from
+    # the first non-empty list: charges and event dispatches never wait behind e-mail.
+    config = queue.celery_config(CONFIG)
+    assert config["broker_transport_options"]["queue_order_strategy"] == "sorted"
+    consumed = queue.WORKER_QUEUES.split(",")
+    assert sorted(consumed)[0] == queue.DEFAULT_QUEUE
+    assert set(consumed) == {queue.DEFAULT_QUEUE, queue.NOTIFICATIONS_QUEUE}
+
+
+def test_the_procfile_worker_consumes_both_queues():
+    for name in ("Procfile", "Procfile.dev"):
+        worker = next(line for line in (ROOT / name).read_text().splitlines() if line.startswith("worker:"))
+        assert re.search(rf"--queues {re.escape(queue.WORKER_QUEUES)}(\s|$)", worker), (name, worker)
