@@ -48,15 +48,16 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         },
     )
     jwt.init_app(app)
-    # after_request hooks run in reverse order: this one runs after the limiter has added its headers.
-    app.after_request(drop_retry_after_unless_refused)
-    limiter.init_app(app)
-
     if app.config["TRUSTED_PROXY_COUNT"]:
         hops = int(app.config["TRUSTED_PROXY_COUNT"])
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
+    # before_request hooks run in this order: the request id, then the access policy (which
+    # verifies the token once), then the rate limits (a per-user limit keys on the verified actor).
     init_observability(app)
     init_security(app)
+    # after_request hooks run in reverse order: this one runs after the limiter has added its headers.
+    app.after_request(drop_retry_after_unless_refused)
+    limiter.init_app(app)
     register_blueprints(api)
     register_error_handlers(app)
     celery_init_app(app)
