@@ -598,7 +598,10 @@ class Bench:
             deadline = started + 600
 
             def remaining() -> int:
-                return int(r.llen(noop_tasks.QUEUE)) + int(r.hlen("unacked"))
+                # Unacked entries are [message, exchange, routing key]; count the no-op's own only
+                # (a task the app's worker left unacked when it was stopped is not ours to wait for).
+                unacked = sum(1 for raw in r.hvals("unacked") if json.loads(raw)[2] == noop_tasks.QUEUE)
+                return int(r.llen(noop_tasks.QUEUE)) + unacked
 
             while remaining() > 0:
                 self.procs.check_alive(name)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Sequence
 
-from sqlalchemy import Table, bindparam, func, inspect, select, update
+from sqlalchemy import bindparam, func, inspect, select, text
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -13,15 +13,11 @@ from app.domain.base import utcnow
 from app.domain.catalogue import Product, StockMovement
 from app.repositories.rows import insert_rows
 
-_PRODUCTS = Product.__table__
-assert isinstance(_PRODUCTS, Table)
-_SAVE_STOCK = (
-    update(_PRODUCTS)
-    .where(_PRODUCTS.c.id == bindparam("pid"))
-    .values(stock=bindparam("new_stock"), updated_at=bindparam("now"))
+_SAVE_STOCK = text(
+    "UPDATE products SET stock = new.stock, updated_at = :now "
+    "FROM unnest(CAST(:ids AS uuid[]), CAST(:stocks AS integer[])) AS new(id, stock) "
+    "WHERE products.id = new.id"
 )
-
-
 _PRODUCT_BY_ID = select(Product).where(Product.id == bindparam("product_id"))
 
 
@@ -60,14 +56,17 @@ class ProductRepository:
         self.session.add(product)
 
     def save_stock(self, products: Iterable[Product]) -> None:
-        """Write the locked products' new stock with one plain UPDATE (executemany), instead of
-        the ORM's flush; their stock then counts as saved in the session."""
+        """Write the locked products' new stock with one plain UPDATE, instead of the ORM's
+        flush; their stock then counts as saved in the session."""
         now = utcnow()
         changed = [p for p in products if inspect(p).attrs.stock.history.has_changes()]
         if not changed:
             return
-        params = [{"pid": p.id, "new_stock": p.stock, "now": now} for p in changed]
-        self.session.execute(_SAVE_STOCK, params if len(params) > 1 else params[0])
+        # One statement for any number of products (not one per product: an executemany).
+        self.session.execute(
+            _SAVE_STOCK,
+            {"ids": [p.id for p in changed], "stocks": [p.stock for p in changed], "now": now},
+        )
         for product in changed:
             set_committed_value(product, "stock", product.stock)
             set_committed_value(product, "updated_at", now)
