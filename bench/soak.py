@@ -10,9 +10,9 @@ browse the catalogue, view a product, add to a cart, check out, view an order, c
 
 Every ``--sample`` seconds it records: requests and errors (any 5xx, any transport error, any
 status the action does not expect), p50/p99 latency of the window, the Celery queue depth
-(``LLEN oms``), and the RSS of the web (gunicorn master + workers) and worker (celery main +
-pool) process trees. At the end it waits for the queue to drain and every payment to settle, and
-writes ``docs/soak.json``, ``docs/soak.md`` and ``docs/soak.png``.
+(``LLEN`` of ``oms`` plus ``oms.notifications``), and the RSS of the web (gunicorn master +
+workers) and worker (celery main + pool) process trees. At the end it waits for the queue to
+drain and every payment to settle, and writes ``docs/soak.json``, ``docs/soak.md`` and ``docs/soak.png``.
 
 The load generator is a Python client (``requests`` on a small thread pool): the rate is steady
 and modest (tens of requests per second), far below what would make the client itself the
@@ -527,7 +527,7 @@ def write_outputs(result: dict[str, Any], out: Path) -> None:
         f"| errors (5xx, transport errors, unexpected statuses) | {totals['errors']} |",
         f"| p50 latency (median of {params['sampleSeconds']} s windows) | {totals['p50MsOverall']} ms |",
         f"| p99 latency (worst {params['sampleSeconds']} s window) | {totals['p99MsWorstWindow']} ms |",
-        f"| max queue depth (`LLEN oms`) | {totals['maxQueueDepth']} |",
+        f"| max queue depth (`LLEN oms` + `LLEN oms.notifications`) | {totals['maxQueueDepth']} |",
         f"| drained after the load stopped in | {totals['drainSeconds']} s |",
         f"| web RSS first → last (max) | {totals['webRssMiB']['first']} → {totals['webRssMiB']['last']} "
         f"({totals['webRssMiB']['max']}) MiB |",
@@ -563,7 +563,7 @@ def chart(result: dict[str, Any], path: Path) -> None:
         f"{result['totals']['errors']} errors"
     )
     axes[1].plot(t, [s["queue"] for s in samples], color="tab:green")
-    axes[1].set_ylabel("queue depth (LLEN oms)")
+    axes[1].set_ylabel("queue depth (both queues)")
     axes[2].plot(t, [s["web_rss_mib"] for s in samples], label="web (gunicorn tree)")
     axes[2].plot(t, [s["worker_rss_mib"] for s in samples], label="worker (celery tree)")
     axes[2].set_ylabel("RSS (MiB)")
