@@ -195,6 +195,15 @@ class Stack:
             what="payment sandbox",
         )
 
+    def start_stack(self) -> None:
+        """The payment sandbox, then web, worker and beat one by one; returns once web is ready and
+        the worker consumes."""
+        self.start_sandbox()
+        for name in ("web", "worker", "beat"):
+            self.start(name)
+        self.wait_web()
+        self.wait_worker()
+
     def start_honcho(self, names: tuple[str, ...] = ("web", "worker", "beat")) -> None:
         """All of ``names`` under honcho, as `heroku local` / a Procfile runner would."""
         self.start("honcho", "honcho start -f Procfile " + " ".join(names))

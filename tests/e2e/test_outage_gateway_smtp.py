@@ -25,11 +25,7 @@ MAX_SECONDS_PER_REQUEST = 3.0
 
 def start_processes(stack: Stack, **env: str) -> ShopClient:
     stack.env.update(env)
-    stack.start_sandbox()
-    for name in ("web", "worker", "beat"):
-        stack.start(name)
-    stack.wait_web()
-    stack.wait_worker()
+    stack.start_stack()
     return ShopClient(stack)
 
 

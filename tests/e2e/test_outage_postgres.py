@@ -65,11 +65,7 @@ def test_postgres_outage_answers_503_fast_and_the_same_processes_recover(
     stack_on_private_postgres: Stack, private_postgres: PrivatePostgres
 ):
     stack = stack_on_private_postgres
-    stack.start_sandbox()
-    for name in ("web", "worker", "beat"):
-        stack.start(name)
-    stack.wait_web()
-    stack.wait_worker()
+    stack.start_stack()
     pids = {name: stack.processes[name].pid for name in ("web", "worker", "beat")}
     shop = ShopClient(stack)
     _, admin = shop.sign_up("admin")

@@ -20,16 +20,8 @@ ORDERS = 6
 MAX_SECONDS_PER_REQUEST = 3.0
 
 
-def start_processes(stack: Stack) -> None:
-    stack.start_sandbox()
-    for name in ("web", "worker", "beat"):
-        stack.start(name)
-    stack.wait_web()
-    stack.wait_worker()
-
-
 def test_orders_placed_while_redis_is_down_are_answered_at_once_and_charged_once_it_is_back(stack: Stack):
-    start_processes(stack)
+    stack.start_stack()
     shop = ShopClient(stack)
     _, admin = shop.sign_up("admin")
     product = shop.create_product(admin, stock=100)

@@ -16,14 +16,6 @@ from tests.e2e.harness import ShopClient
 pytestmark = pytest.mark.e2e
 
 
-def start_processes(stack: Stack) -> None:
-    stack.start_sandbox()
-    for name in ("web", "worker", "beat"):
-        stack.start(name)
-    stack.wait_web()
-    stack.wait_worker()
-
-
 class Payments:
     """The shop, an admin, a product, and how to read payments and the sandbox's charges."""
 
@@ -71,7 +63,7 @@ class Payments:
 
 @pytest.mark.timeout(600)
 def test_a_worker_killed_while_charging_is_restarted_and_the_payment_completes_with_one_charge(stack: Stack):
-    start_processes(stack)
+    stack.start_stack()
     payments = Payments(stack)
     # The gateway answers slowly, so the worker is killed while its charge is in flight: the
     # gateway charges, the worker never hears of it.
@@ -93,7 +85,7 @@ def test_a_worker_killed_while_charging_is_restarted_and_the_payment_completes_w
 
 
 def test_a_gateway_failing_several_times_is_retried_and_charges_once(stack: Stack):
-    start_processes(stack)
+    stack.start_stack()
     payments = Payments(stack)
     payments.shop.sandbox_faults(failNext=3, status=503)
     order_id, payment_id = payments.place()
@@ -104,7 +96,7 @@ def test_a_gateway_failing_several_times_is_retried_and_charges_once(stack: Stac
 
 
 def test_a_declined_card_cancels_the_order_and_returns_its_stock(stack: Stack):
-    start_processes(stack)
+    stack.start_stack()
     payments = Payments(stack, stock=10)
     order_id, payment_id = payments.place(quantity=3, paymentToken="pm_card_chargeDeclinedInsufficientFunds")
     payment = payments.wait_payment(order_id, "FAILED")
@@ -116,7 +108,7 @@ def test_a_declined_card_cancels_the_order_and_returns_its_stock(stack: Stack):
 
 
 def test_an_admin_refund_goes_through_the_gateway_and_cancels_the_placed_order(stack: Stack):
-    start_processes(stack)
+    stack.start_stack()
     payments = Payments(stack, stock=10)
     order_id, payment_id = payments.place(quantity=2)
     payments.wait_payment(order_id, "COMPLETED")
@@ -132,7 +124,7 @@ def test_an_admin_refund_goes_through_the_gateway_and_cancels_the_placed_order(s
 
 
 def test_cancellations_racing_the_charge_never_leave_a_cancelled_order_with_a_standing_charge(stack: Stack):
-    start_processes(stack)
+    stack.start_stack()
     payments = Payments(stack)
     payments.shop.sandbox_faults(delayMs=300)
     placed = []
