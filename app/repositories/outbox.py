@@ -43,23 +43,23 @@ class OutboxRepository:
         ]
         return list(self.session.scalars(_INSERT, rows if len(rows) > 1 else rows[0]))
 
-    def lock_relayable(
-        self, ids: Sequence[int] | None, limit: int, stale_seconds: float
-    ) -> list[OutboxMessage]:
+    def lock_relayable(self, limit: int, stale_seconds: float) -> list[OutboxMessage]:
         """Lock a batch to relay, skipping rows another relay holds (``FOR UPDATE SKIP LOCKED``).
 
         Relayable: never published, or published long ago and still not processed (the broker
         lost the message, e.g. Redis restarted without persistence).
         """
-        stmt = select(OutboxMessage).where(OutboxMessage.processed_at.is_(None))
-        if ids is not None:
-            stmt = stmt.where(OutboxMessage.id.in_(list(ids)), OutboxMessage.published_at.is_(None))
-        else:
-            stmt = stmt.where(
-                (OutboxMessage.published_at.is_(None))
-                | (OutboxMessage.published_at < func.now() - text(f"interval '{int(stale_seconds)} seconds'"))
+        stale_before = func.now() - text(f"interval '{int(stale_seconds)} seconds'")
+        stmt = (
+            select(OutboxMessage)
+            .where(
+                OutboxMessage.processed_at.is_(None),
+                OutboxMessage.published_at.is_(None) | (OutboxMessage.published_at < stale_before),
             )
-        stmt = stmt.order_by(OutboxMessage.id).limit(limit).with_for_update(skip_locked=True)
+            .order_by(OutboxMessage.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
         return list(self.session.scalars(stmt))
 
     def mark_published(self, ids: Sequence[int]) -> None:

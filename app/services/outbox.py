@@ -18,12 +18,13 @@ RELAY_BATCH = 200
 STALE_AFTER_SECONDS = 120
 
 
-def relay_outbox(session: Session, ids: Sequence[int] | None = None, limit: int = RELAY_BATCH) -> int:
-    """Publish relayable messages, in id order, in one short transaction; returns how many."""
+def relay_outbox(session: Session, limit: int = RELAY_BATCH) -> int:
+    """The beat relay: publish relayable messages, in id order, in one short transaction; returns
+    how many. (Right after a commit, ``publish_committed`` publishes without a transaction.)"""
     repo = OutboxRepository(session)
     published: list[int] = []
     try:
-        for message in repo.lock_relayable(ids, limit, STALE_AFTER_SECONDS):
+        for message in repo.lock_relayable(limit, STALE_AFTER_SECONDS):
             try:
                 send_task(DISPATCH_EVENT, [message.id], request_id=message.request_id)
             except BrokerUnavailable as exc:
