@@ -79,10 +79,10 @@ class UnitOfWork:
         request_id = current_request_id()
         relay = bool(events) and self.relay_after_commit
         # Relayed messages are marked published in this very transaction, before they are: a
-        # separate transaction to mark them after the publish cost a checkout a quarter of its
-        # CPU. If the publish then fails they are marked unpublished again (the beat relay's
-        # work); if the process dies in between, the beat relay publishes them again once they
-        # are STALE_AFTER_SECONDS old and still unprocessed. Either way nothing is lost.
+        # separate transaction to mark them after the publish cost a checkout 16 % of its CPU.
+        # If the publish then fails they are marked unpublished again (the beat relay's work);
+        # if the process dies in between, the beat relay publishes them again once they are
+        # STALE_AFTER_SECONDS old and still unprocessed. Either way nothing is lost.
         self.outbox_ids = outbox.add_many(
             [(e.name, e.to_payload(), request_id) for e in events], published=relay
         )
