@@ -7,14 +7,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, bindparam, func, or_, select, text
+from sqlalchemy import and_, func, or_, select, text
 from sqlalchemy.dialects.postgresql import UUID
-from sqlalchemy.orm import Session, joinedload
+from sqlalchemy.orm import Session
 
 from app.domain.notifications import N_FAILED, N_PENDING, Notification
 from app.domain.orders import Order, OrderItem
 from app.domain.payments import Payment
 from app.domain.users import User
+from app.repositories.orders import OrderRepository
 
 
 @dataclass(frozen=True)
@@ -47,11 +48,6 @@ _INSERT_IF_ABSENT = text(
     f"VALUES ({', '.join(':' + c for c in INSERT_COLUMNS)}) "
     "ON CONFLICT (event_id, channel) DO NOTHING RETURNING id"
 ).columns(id=UUID(as_uuid=True))
-_ORDER_WITH_LINES = (
-    select(Order)
-    .where(Order.id == bindparam("order_id"))
-    .options(joinedload(Order.items), joinedload(Order.payment))
-)
 
 
 class NotificationRepository:
@@ -126,7 +122,7 @@ class NotificationRepository:
 
     def order_facts(self, order_id: uuid.UUID) -> OrderFacts | None:
         """The order with its items (by name) and payment, in one joined statement."""
-        order = self.session.scalars(_ORDER_WITH_LINES, {"order_id": order_id}).unique().first()
+        order = OrderRepository(self.session).get(order_id)
         if order is None:
             return None
         items = sorted(order.items, key=lambda item: item.product_name)
