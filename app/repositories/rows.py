@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Table, TextClause, insert, inspect, text
+from sqlalchemy import Insert, Table, TextClause, insert, inspect, text
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
@@ -45,10 +45,16 @@ def insert_rows(session: Session, entities: Sequence[Base]) -> None:
     table, _ = _columns(type(entities[0]))
     rows = [row_of(entity) for entity in entities]
     if len(rows) == 1:
-        session.execute(insert(table), rows[0])
+        session.execute(_insert_one(table), rows[0])
         return
     columns = tuple(rows[0])
     session.execute(_unnest_insert(table, columns), {c: [row[c] for row in rows] for c in columns})
+
+
+@cache
+def _insert_one(table: Table) -> Insert:
+    """Built once per table, so its cache key is computed once (a checkout runs four of these)."""
+    return insert(table)
 
 
 @cache
