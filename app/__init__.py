@@ -18,11 +18,11 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """Build the application; ``config`` overrides settings (as the environment would) and Flask keys."""
     from app.adapters.queue import celery_init_app
     from app.api.errors import register_error_handlers
-    from app.api.openapi import OmsApi, ProblemResponsesPlugin
-    from app.api.routes import register_blueprints
+    from app.api.openapi import ProblemResponsesPlugin
+    from app.api.routes import api, register_blueprints
     from app.api.security import check_policies, init_security
     from app.cli import register_cli
-    from app.extensions import api, db, jwt, limiter, migrate
+    from app.extensions import db, jwt, limiter, migrate
     from app.log import configure_logging
     from app.observability import drop_retry_after_unless_refused, init_observability
 
@@ -36,7 +36,6 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     db.init_app(app)
     migrate.init_app(app, db, directory=str(MIGRATIONS_DIR), compare_type=True)
-    assert isinstance(api, OmsApi)
     api.init_app(
         app,
         spec_kwargs={

@@ -8,16 +8,14 @@ import click
 from flask import Flask
 from flask.cli import with_appcontext
 
-from app.extensions import db
-
 
 @click.command("relay-outbox")
 @with_appcontext
 def relay_outbox_command() -> None:
     """Publish undelivered outbox messages to the queue now."""
-    from app.services.outbox import relay_outbox
+    from app.services.dispatch import relay_outbox
 
-    click.echo(f"relayed {relay_outbox(db.session())} message(s)")
+    click.echo(f"relayed {relay_outbox()} message(s)")
 
 
 @click.command("create-admin")

@@ -43,13 +43,11 @@ class DatabaseStatsCollector(Collector):
         self.app = app
 
     def collect(self) -> Any:
-        from app.extensions import db
-        from app.repositories.stats import StatsRepository
+        from app.services.ops import stats_snapshot
 
         try:
             with self.app.app_context():
-                stats = StatsRepository(db.session()).snapshot()
-                db.session.rollback()
+                stats = stats_snapshot()
         except Exception:  # the database is down: /metrics still answers
             return
         payments = GaugeMetricFamily("oms_payments", "Payments by status", labels=["status"])

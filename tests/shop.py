@@ -28,12 +28,10 @@ def make_product(session: Any, *, price: str = "10.00", stock: int = 10, name: s
 
 def place_order_directly(session: Any, user_id: uuid.UUID, lines: dict[uuid.UUID, int]) -> Order:
     """An order placed through the domain factory, bypassing the cart (for tests of later steps)."""
-    from app.repositories.catalogue import ProductRepository, StockLedgerRepository
-    from app.repositories.orders import OrderRepository
     from app.services.unit_of_work import UnitOfWork
 
-    uow = UnitOfWork(session, relay_after_commit=False)
-    products = ProductRepository(session).lock_many(lines)
+    uow = UnitOfWork(lambda: session, relay_after_commit=False).__enter__()
+    products = uow.products.lock_many(lines)
     placement = Order.place_from(
         user_id=user_id,
         lines=[CartLine(pid, qty) for pid, qty in lines.items()],
@@ -44,8 +42,8 @@ def place_order_directly(session: Any, user_id: uuid.UUID, lines: dict[uuid.UUID
         payment_token="pm_card_visa",
         actor=Actor(user_id, "customer"),
     )
-    OrderRepository(session).add(placement.order)
-    OrderRepository(session).add_history(placement.history)
-    StockLedgerRepository(session).add_all(placement.movements)
+    uow.orders.add(placement.order)
+    uow.orders.add_history(placement.history)
+    uow.stock_ledger.add_all(placement.movements)
     uow.commit()
     return placement.order

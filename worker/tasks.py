@@ -10,15 +10,15 @@ from flask import current_app
 from app.adapters import queue
 from app.adapters.gateway import StripeGateway
 from app.adapters.mailer import SmtpMailer
-from app.extensions import db
-from app.services import notifications, orders, outbox, payments, reconciliation
+from app.services import dispatch, idempotency, notifications, payments, reconciliation
+from app.services.handlers import EVENT_HANDLERS
 
 
 @shared_task(name=queue.DISPATCH_EVENT, acks_late=True, bind=True, max_retries=10)
 def dispatch_event(self, outbox_id: int) -> bool:  # type: ignore[no-untyped-def]
     """Run the handlers of one outbox message (idempotent)."""
     try:
-        return outbox.handle_message(db.session(), outbox_id)
+        return dispatch.handle_message(outbox_id, EVENT_HANDLERS)
     except queue.BrokerUnavailable as exc:
         raise self.retry(exc=exc, countdown=min(60, 2**self.request.retries)) from exc
 
@@ -26,7 +26,7 @@ def dispatch_event(self, outbox_id: int) -> bool:  # type: ignore[no-untyped-def
 @shared_task(name=queue.RELAY_OUTBOX, acks_late=True)
 def relay_outbox() -> int:
     """Beat: publish outbox messages that were not published after their commit."""
-    return outbox.relay_outbox(db.session())
+    return dispatch.relay_outbox()
 
 
 @shared_task(name=queue.DELIVER_NOTIFICATION, acks_late=True, bind=True, max_retries=None)
@@ -105,4 +105,4 @@ def sweep_pending_payments() -> dict[str, int]:
 @shared_task(name=queue.PURGE_EXPIRED, acks_late=True)
 def purge_expired() -> int:
     """Beat (hourly): forget checkout idempotency keys older than their 24 h."""
-    return orders.purge_expired_idempotency_keys(db.session())
+    return idempotency.purge_expired()

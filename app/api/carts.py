@@ -13,7 +13,6 @@ from flask_smorest import Blueprint
 from app.api.schemas import Money, StrictSchema
 from app.api.security import self_only, self_or_admin
 from app.domain.carts import MAX_LINE_QUANTITY, CartView
-from app.extensions import db
 from app.services import carts as service
 
 blp = Blueprint(
@@ -89,13 +88,13 @@ class CartByUser(MethodView):
     @blp.response(200, CartSchema)
     def get(self, user_id: uuid.UUID) -> CartView:
         """View the cart at current prices (the user or an admin); created on first use."""
-        return service.get_cart(db.session, user_id, _currency())  # type: ignore[arg-type]
+        return service.get_cart(user_id, _currency())
 
     @self_only("user_id")
     @blp.response(204)
     def delete(self, user_id: uuid.UUID) -> None:
         """Empty the cart (its cartId stays)."""
-        service.empty_cart(db.session, user_id)  # type: ignore[arg-type]
+        service.empty_cart(user_id)
 
 
 @blp.route("/cart/<uuid:user_id>/add")
@@ -112,7 +111,7 @@ class CartAdd(MethodView):
     )
     def post(self, data: dict[str, Any], user_id: uuid.UUID) -> dict[str, Any]:
         """Add a product; adding one already in the cart adds to its quantity."""
-        cart = service.add_item(db.session, user_id, data["productId"], data["quantity"], _currency())  # type: ignore[arg-type]
+        cart = service.add_item(user_id, data["productId"], data["quantity"], _currency())
         return {"message": "Item added to cart", "cart": cart}
 
 
@@ -127,11 +126,11 @@ class CartItem(MethodView):
     )
     def put(self, data: dict[str, Any], user_id: uuid.UUID, product_id: uuid.UUID) -> CartView:
         """Set a line's quantity (updateQuantity)."""
-        return service.update_item(db.session, user_id, product_id, data["quantity"], _currency())  # type: ignore[arg-type]
+        return service.update_item(user_id, product_id, data["quantity"], _currency())
 
     @self_only("user_id")
     @blp.response(204)
     @blp.alt_response(404, response="NOT_FOUND", description="The product is not in the cart")
     def delete(self, user_id: uuid.UUID, product_id: uuid.UUID) -> None:
         """Remove a line (removeItem)."""
-        service.remove_item(db.session, user_id, product_id)  # type: ignore[arg-type]
+        service.remove_item(user_id, product_id)

@@ -9,13 +9,12 @@ import redis
 from flask import Response, current_app
 from flask.views import MethodView
 from flask_smorest import Blueprint
-from sqlalchemy import text
 
 from app.api.errors import problem
 from app.api.security import public
-from app.extensions import db
 from app.lifecycle import is_draining
 from app.observability import metrics_response
+from app.services.ops import database_ping
 
 blp = Blueprint("ops", __name__, description="Health, readiness and metrics")
 
@@ -38,11 +37,9 @@ class ReadinessSchema(ma.Schema):
 
 def _check_database() -> dict[str, Any]:
     try:
-        db.session.execute(text("SELECT 1"))
-        db.session.rollback()
+        database_ping()
         return {"status": "ok"}
     except Exception as exc:
-        db.session.rollback()
         return {"status": "down", "error": type(exc).__name__}
 
 

@@ -18,9 +18,10 @@ from app.api.security import authenticated, current_actor, subject_or_address
 from app.domain.errors import ValidationFailed
 from app.domain.orders import ORDER_STATUSES, Order, OrderStatusChange
 from app.domain.payments import CREDIT_CARD, PAYMENT_METHODS
-from app.extensions import db, limiter
+from app.extensions import limiter
 from app.observability import ORDERS_PLACED
 from app.services import orders as service
+from app.services.idempotency import Idempotent, KeyUse, Replay, StoredResponse
 
 blp = Blueprint(
     "orders",
@@ -146,7 +147,8 @@ class OrderHistorySchema(ma.Schema):
 # ---- helpers ------------------------------------------------------------------------------------
 
 
-def _idempotency_use() -> service.IdempotencyKeyUse | None:
+def _idempotency_use(scope: uuid.UUID) -> KeyUse | None:
+    """The request's Idempotency-Key (checked), scoped to the user, with the hash of the request."""
     key = request.headers.get("Idempotency-Key")
     if key is None:
         return None
@@ -157,7 +159,7 @@ def _idempotency_use() -> service.IdempotencyKeyUse | None:
         )
     canonical = json.dumps(request.get_json(silent=True), sort_keys=True, separators=(",", ":"))
     digest = hashlib.sha256(f"{request.method} {request.path}\n{canonical}".encode()).hexdigest()
-    return service.IdempotencyKeyUse(key=key, request_hash=digest)
+    return KeyUse(scope=scope, key=key, request_hash=digest)
 
 
 def _if_match_versions() -> list[int] | None:
@@ -175,6 +177,19 @@ def _if_match_versions() -> list[int] | None:
 
 def _etag(order: Order) -> str:
     return f'"{order.version}"'
+
+
+def _created(order: Order) -> StoredResponse:
+    """What a repeat of this checkout gets back: the 201 and the body of the first answer."""
+    return StoredResponse(status=201, body=OrderSchema().dump(order), resource_id=order.id)
+
+
+def _replayed(stored: StoredResponse) -> Response:
+    """The first answer again, as it was sent, marked as a replay."""
+    response = Response(json.dumps(stored.body), status=stored.status, mimetype="application/json")
+    response.headers["Location"] = url_for("orders.OrderById", order_id=stored.resource_id)
+    response.headers["Idempotent-Replayed"] = "true"
+    return response
 
 
 def checkout_rate_limit() -> str:
@@ -223,17 +238,16 @@ class Orders(MethodView):
         response="TOO_MANY_REQUESTS",
         description="More checkouts by this user than CHECKOUT_RATE_LIMIT allows (default 30/minute)",
     )
-    def post(self, data: dict[str, Any]) -> Response:
+    def post(self, data: dict[str, Any]) -> tuple[Order, dict[str, str]] | Response:
         """Place an order from the caller's cart (checkout)."""
         actor = current_actor()
-        use = _idempotency_use()
+        use = _idempotency_use(actor.user_id) if actor.user_id is not None else None
         token = data.get("paymentToken") or current_app.config["PAYMENT_DEFAULT_TOKEN"]
         if not token:
             raise ValidationFailed(
                 "paymentToken is required", {"paymentToken": ["Missing data for required field."]}
             )
         result = service.place_order(
-            db.session,  # type: ignore[arg-type]
             actor,
             service.CheckoutRequest(
                 user_id=data["userId"],
@@ -241,18 +255,14 @@ class Orders(MethodView):
                 payment_method=data["paymentMethod"],
                 payment_token=token,
             ),
-            render=OrderSchema().dump,
             currency=current_app.config["CURRENCY"],
             feature_ttl=float(current_app.config["FEATURE_CACHE_SECONDS"]),
-            idempotency=use,
+            idempotency=Idempotent(use, _created) if use is not None else None,
         )
-        if not result.replayed:
-            ORDERS_PLACED.inc()
-        response = Response(json.dumps(result.body), status=result.status, mimetype="application/json")
-        response.headers["Location"] = url_for("orders.OrderById", order_id=result.order_id)
-        if result.replayed:
-            response.headers["Idempotent-Replayed"] = "true"
-        return response
+        if isinstance(result, Replay):
+            return _replayed(result.response)
+        ORDERS_PLACED.inc()
+        return result, {"Location": url_for("orders.OrderById", order_id=result.id)}
 
     @authenticated
     @blp.arguments(OrderListArgsSchema, location="query")
@@ -261,7 +271,6 @@ class Orders(MethodView):
     def get(self, args: dict[str, Any]) -> dict[str, Any]:
         """List orders, newest first: a customer's own; an admin's all (optionally one user's)."""
         orders, total = service.list_orders(
-            db.session,  # type: ignore[arg-type]
             current_actor(),
             status=args.get("status"),
             user_id=args.get("userId"),
@@ -280,7 +289,7 @@ class OrderById(MethodView):
     @blp.alt_response(404, response="NOT_FOUND", description="No such order, another user's, or deleted")
     def get(self, order_id: uuid.UUID) -> tuple[Order, dict[str, str]]:
         """View an order (its owner or an admin), with its ETag."""
-        order = service.read_order(db.session, current_actor(), order_id)  # type: ignore[arg-type]
+        order = service.get_order(current_actor(), order_id)
         return order, {"ETag": _etag(order)}
 
     @authenticated
@@ -299,7 +308,6 @@ class OrderById(MethodView):
     def put(self, data: dict[str, Any], order_id: uuid.UUID) -> Order:
         """Change the status (the current status again: 200, nothing changes)."""
         return service.update_status(
-            db.session,  # type: ignore[arg-type]
             current_actor(),
             order_id,
             data["status"],
@@ -313,7 +321,7 @@ class OrderById(MethodView):
     @blp.alt_response(409, response="CONFLICT", description="The order is SHIPPED or DELIVERED")
     def delete(self, order_id: uuid.UUID) -> None:
         """Delete (hide) an order: a PLACED one is cancelled first; SHIPPED/DELIVERED → 409."""
-        service.delete_order(db.session, current_actor(), order_id)  # type: ignore[arg-type]
+        service.delete_order(current_actor(), order_id)
 
 
 @blp.route("/orders/<uuid:order_id>/history")
@@ -323,4 +331,4 @@ class OrderHistory(MethodView):
     @blp.alt_response(404, response="NOT_FOUND", description="No such order, another user's, or deleted")
     def get(self, order_id: uuid.UUID) -> dict[str, list[OrderStatusChange]]:
         """The order's status changes, oldest first (the first is its creation as PLACED)."""
-        return {"items": service.order_history(db.session, current_actor(), order_id)}  # type: ignore[arg-type]
+        return {"items": service.order_history(current_actor(), order_id)}

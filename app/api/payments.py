@@ -11,7 +11,6 @@ from flask_smorest import Blueprint
 from app.api.schemas import Money
 from app.api.security import admin_only, authenticated, current_actor
 from app.domain.payments import PAYMENT_METHODS, PAYMENT_STATUSES, Payment
-from app.extensions import db
 from app.services import payments as service
 
 blp = Blueprint(
@@ -58,7 +57,7 @@ class OrderPayment(MethodView):
     @blp.alt_response(404, response="NOT_FOUND", description="No such order, another user's, or deleted")
     def get(self, order_id: uuid.UUID) -> Payment:
         """View an order's payment (its owner or an admin)."""
-        return service.get_payment(db.session, current_actor(), order_id)  # type: ignore[arg-type]
+        return service.get_payment(current_actor(), order_id)
 
 
 @blp.route("/orders/<uuid:order_id>/refund")
@@ -69,4 +68,4 @@ class OrderRefund(MethodView):
     @blp.alt_response(409, response="CONFLICT", description="The payment is not COMPLETED")
     def post(self, order_id: uuid.UUID) -> Payment:
         """Refund an order's COMPLETED payment (admin); a PLACED order is then cancelled."""
-        return service.request_refund(db.session, current_actor(), order_id)  # type: ignore[arg-type]
+        return service.request_refund(current_actor(), order_id)

@@ -1,8 +1,12 @@
-"""Every blueprint the API serves, registered in one place."""
+"""The API object, and every blueprint it serves, registered in one place."""
 
 from __future__ import annotations
 
 from flask_smorest import Api
+
+from app.api.openapi import OmsApi
+
+api = OmsApi()
 
 
 def register_blueprints(api: Api) -> None:

@@ -19,16 +19,15 @@ from flask import Flask, Response, current_app, g, request
 from flask_jwt_extended import create_access_token, get_jwt, verify_jwt_in_request
 from flask_limiter.util import get_remote_address
 from flask_smorest import Blueprint
-from sqlalchemy import bindparam, select
 
 from app.api.errors import problem
 from app.api.openapi import response_ref
 from app.domain.actors import Actor
 from app.domain.errors import Forbidden, NotFound
 from app.domain.users import User
-from app.extensions import db, jwt
+from app.extensions import jwt
 from app.log import current_request_id
-from app.repositories.transactions import begin_read
+from app.services.users import token_is_current
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -192,9 +191,6 @@ def issue_token(user: User) -> tuple[str, int]:
     return token, expires
 
 
-_TOKEN_STATE = select(User.token_version, User.deleted_at).where(User.id == bindparam("user_id"))
-
-
 def _unauthorized(detail: str) -> Response:
     return problem(401, detail, headers={"WWW-Authenticate": "Bearer"})
 
@@ -230,10 +226,6 @@ def init_security(app: Flask) -> None:
             user_id = uuid.UUID(str(payload.get("sub")))
         except ValueError:
             return True
-        session = db.session()
-        begin_read(session)
-        row = session.execute(_TOKEN_STATE, {"user_id": user_id}).first()
-        session.rollback()  # ends the autocommit read: the view's transaction starts afresh
-        return row is None or row.deleted_at is not None or row.token_version != payload.get("tv")
+        return not token_is_current(user_id, payload.get("tv"))
 
     app.before_request(enforce_policy)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -30,7 +29,8 @@ def utcnow() -> datetime:
 
 
 class Base(DeclarativeBase):
-    """Entities record domain events in ``self.events``; the unit of work collects them."""
+    """Entities record domain events in ``self.events``; the unit of work collects them from the
+    aggregates its repositories handed out, and writes them to the outbox on commit."""
 
     metadata = MetaData(naming_convention=NAMING)
 
@@ -40,25 +40,4 @@ class Base(DeclarativeBase):
         pending = self.__dict__.get("_domain_events")
         if pending is None:
             pending = self.__dict__["_domain_events"] = []
-            # The session holds clean entities weakly; keep this one until the unit of work has
-            # collected its events, so an event is never lost with an unreferenced entity.
-            _event_sources().append(self)
         return pending  # type: ignore[no-any-return]
-
-
-_local = threading.local()
-
-
-def _event_sources() -> list[Base]:
-    sources: list[Base] | None = getattr(_local, "sources", None)
-    if sources is None:
-        sources = _local.sources = []
-    return sources
-
-
-def drain_event_sources() -> list[Base]:
-    """Entities of this thread that recorded events since the last drain (the unit of work's job)."""
-    sources = _event_sources()
-    drained = list(sources)
-    sources.clear()
-    return drained

@@ -37,7 +37,7 @@ from app.domain.catalogue import (
     StockMovement,
     change_stock,
 )
-from app.domain.errors import Forbidden, InsufficientStock, InvalidTransition, ValidationFailed
+from app.domain.errors import Forbidden, InsufficientStock, InvalidTransition, NotFound, ValidationFailed
 from app.domain.events import OrderCancelled, OrderDelivered, OrderPlaced, OrderShipped, RefundRequested
 
 PLACED = "PLACED"
@@ -385,3 +385,24 @@ def plan_transition(order: Order, target: str, actor: Actor) -> bool:
         if problem:
             raise InvalidTransition(problem)
     return True
+
+
+def visible_order(actor: Actor, order: Order | None) -> Order:
+    """Owner or staff; a soft-deleted order is hidden from its owner (kept for admins and the books).
+
+    ``NotFound`` otherwise: another user's order is never revealed.
+    """
+    if order is None or not actor.may_access(order.user_id):
+        raise NotFound("The order was not found")
+    if order.deleted_at is not None and not actor.is_staff:
+        raise NotFound("The order was not found")
+    return order
+
+
+def cancel_reason_for(actor: Actor) -> str:
+    """Why an order is cancelled when someone asks for it (not the payments worker or the timeout)."""
+    if actor.is_admin:
+        return CANCELLED_BY_ADMIN
+    if actor.is_system:
+        return CANCELLED_BY_SYSTEM
+    return CANCELLED_BY_CUSTOMER

@@ -31,12 +31,6 @@ class ProductRepository:
         # has a new session.
         return self.session.scalars(_PRODUCT_BY_ID, {"product_id": product_id}).first()
 
-    def get_many(self, product_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, Product]:
-        ids = sorted(set(product_ids))
-        if not ids:
-            return {}
-        return {p.id: p for p in self.session.scalars(select(Product).where(Product.id.in_(ids)))}
-
     def lock(self, product_id: uuid.UUID) -> Product | None:
         """``SELECT … FOR UPDATE`` one product (the row lock serialises its stock changes)."""
         stmt = select(Product).where(Product.id == product_id).with_for_update()
@@ -53,7 +47,9 @@ class ProductRepository:
         return {p.id: p for p in self.session.scalars(stmt.execution_options(populate_existing=True))}
 
     def add(self, product: Product) -> None:
+        """Insert a new product now (flush): its ledger rows reference it."""
         self.session.add(product)
+        self.session.flush()
 
     def save_stock(self, products: Iterable[Product]) -> None:
         """Write the locked products' new stock with one plain UPDATE, instead of the ORM's

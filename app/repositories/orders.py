@@ -26,16 +26,27 @@ _LOCK_ROW = select(Order.id).where(Order.id == bindparam("order_id")).with_for_u
 
 
 class OrderRepository:
+    """Orders are the aggregates that record events: every order handed out is in ``seen``, where
+    the unit of work collects the events on commit."""
+
     def __init__(self, session: Session) -> None:
         self.session = session
+        self.seen: list[Order] = []
+
+    def _seen(self, order: Order | None) -> Order | None:
+        if order is not None:
+            self.seen.append(order)
+        return order
 
     def add(self, order: Order) -> None:
         self.session.add(order)
+        self.seen.append(order)
 
     def insert_placement(self, placement: Placement) -> None:
         """Write a new order, its items, payment and first history row with plain INSERTs (the
         checkout's hot path; the entities stay out of the session)."""
         order = placement.order
+        self.seen.append(order)
         insert_rows(self.session, [order])
         insert_rows(self.session, order.items)
         if order.payment is not None:
@@ -45,16 +56,21 @@ class OrderRepository:
     def add_history(self, change: OrderStatusChange) -> None:
         self.session.add(change)
 
+    def save(self) -> None:
+        """Write the changes of the orders handed out now: the UPDATE is a compare-and-set on the
+        version read (``version_id_col``), so a concurrent change raises ``StaleDataError`` here."""
+        self.session.flush()
+
     def find(self, order_id: uuid.UUID) -> Order | None:
         """The order row alone (no items, no payment)."""
-        return self.session.get(Order, order_id)
+        return self._seen(self.session.get(Order, order_id))
 
     def get(self, order_id: uuid.UUID) -> Order | None:
         """The order with its items and payment, joined: one statement, whatever the size.
 
         (``selectinload`` built two more statements per call: half the CPU of ``GET /orders/{id}``.)
         """
-        return self.session.scalars(_ORDER_BY_ID, {"order_id": order_id}).unique().first()
+        return self._seen(self.session.scalars(_ORDER_BY_ID, {"order_id": order_id}).unique().first())
 
     def lock(self, order_id: uuid.UUID) -> Order | None:
         """``SELECT … FOR UPDATE`` the order row (its items and payment are loaded, not locked)."""
@@ -65,7 +81,7 @@ class OrderRepository:
             .options(selectinload(Order.items), selectinload(Order.payment))
             .execution_options(populate_existing=True)
         )
-        return self.session.scalars(stmt).first()
+        return self._seen(self.session.scalars(stmt).first())
 
     def lock_row(self, order_id: uuid.UUID) -> bool:
         """``SELECT … FOR UPDATE`` the order row only, loading nothing (to serialise with a
@@ -80,16 +96,6 @@ class OrderRepository:
             .execution_options(populate_existing=True)
         )
         return self.session.scalars(stmt).first()
-
-    def compare_and_set(self, order_id: uuid.UUID, read_version: int, **values: Any) -> bool:
-        """``UPDATE … WHERE version = :read``: applies only if nobody changed the order meanwhile."""
-        result = self.session.execute(
-            update(Order)
-            .where(Order.id == order_id, Order.version == read_version)
-            .values(version=read_version + 1, **values)
-            .execution_options(synchronize_session=False)
-        )
-        return bool(result.rowcount)  # type: ignore[attr-defined]
 
     def current_version(self, order_id: uuid.UUID) -> int | None:
         return self.session.scalar(select(Order.version).where(Order.id == order_id))
@@ -129,7 +135,9 @@ class OrderRepository:
             .offset((page - 1) * page_size)
             .options(selectinload(Order.items), selectinload(Order.payment))
         )
-        return list(self.session.scalars(stmt)), int(total)
+        orders = list(self.session.scalars(stmt))
+        self.seen.extend(orders)
+        return orders, int(total)
 
 
 # SQLAlchemy cannot cache the compiled form of a PostgreSQL ``INSERT … ON CONFLICT`` construct

@@ -52,6 +52,12 @@ class ReconciliationRepository:
     def __init__(self, session: Session) -> None:
         self.session = session
 
+    def engine(self) -> Engine:
+        """The engine, for ``advisory_lock`` (held on a connection of its own for a whole run)."""
+        engine = self.session.get_bind()
+        assert isinstance(engine, Engine)
+        return engine
+
     # ---- run records -----------------------------------------------------------------------------
 
     def add(self, run: Reconciliation) -> None:

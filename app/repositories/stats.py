@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from app.domain.notifications import Notification
@@ -15,6 +15,10 @@ from app.repositories.outbox import OutboxRepository
 class StatsRepository:
     def __init__(self, session: Session) -> None:
         self.session = session
+
+    def ping(self) -> None:
+        """One round trip (readiness)."""
+        self.session.execute(text("SELECT 1"))
 
     def snapshot(self) -> dict[str, Any]:
         payments: dict[str, int] = dict(

@@ -5,6 +5,8 @@ from __future__ import annotations
 from sqlalchemy import text
 from sqlalchemy.orm import Session, scoped_session
 
+_AUTOCOMMIT_READ = "oms_autocommit_read"
+
 
 def set_local_lock_timeout(session: Session, milliseconds: int) -> None:
     """``SET LOCAL lock_timeout``: a lock wait longer than this fails fast (55P03) and is retried."""
@@ -23,3 +25,11 @@ def begin_read(session: Session) -> None:
         session = session()
     if not session.in_transaction():
         session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+        session.info[_AUTOCOMMIT_READ] = True
+
+
+def end_read(session: Session) -> None:
+    """End an autocommit read begun by ``begin_read`` (no statement: there is no transaction), so
+    that the session's next transaction is a real one. Entities it loaded are expired."""
+    if session.info.pop(_AUTOCOMMIT_READ, False):
+        session.rollback()

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import bindparam, delete, func, select
 from sqlalchemy.orm import Session
 
 from app.domain.carts import Cart, CartItem
 from app.domain.users import User
+
+_TOKEN_STATE = select(User.token_version, User.deleted_at).where(User.id == bindparam("user_id"))
 
 
 class UserRepository:
@@ -16,7 +18,15 @@ class UserRepository:
         self.session = session
 
     def add(self, user: User) -> None:
+        """Insert the user now (flush): the unique e-mail index decides between concurrent sign-ups,
+        and ``IntegrityError`` surfaces here."""
         self.session.add(user)
+        self.session.flush()
+
+    def token_state(self, user_id: uuid.UUID) -> tuple[int, bool] | None:
+        """(token version, deleted) of a user, in one statement; None for no such user."""
+        row = self.session.execute(_TOKEN_STATE, {"user_id": user_id}).first()
+        return None if row is None else (row.token_version, row.deleted_at is not None)
 
     def get_active(self, user_id: uuid.UUID) -> User | None:
         """The user unless the account was deleted."""

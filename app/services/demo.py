@@ -6,8 +6,6 @@ from decimal import Decimal
 
 from app.domain.actors import SYSTEM
 from app.domain.errors import DuplicateEmail
-from app.repositories.catalogue import ProductRepository
-from app.repositories.users import UserRepository
 from app.services.catalogue import create_product
 from app.services.unit_of_work import UnitOfWork
 from app.services.users import register_user
@@ -35,8 +33,8 @@ def seed_demo() -> list[str]:
     """Create whatever demo data is missing; returns one line per thing created (none the second time)."""
     done: list[str] = []
     with UnitOfWork() as uow:
-        demo_user = UserRepository(uow.session).by_email(DEMO_EMAIL)
-        existing = ProductRepository(uow.session).existing_names(name for name, *_ in DEMO_PRODUCTS)
+        demo_user = uow.users.by_email(DEMO_EMAIL)
+        existing = uow.products.existing_names(name for name, *_ in DEMO_PRODUCTS)
     if demo_user is None:
         try:
             user = register_user("Demo Customer", DEMO_EMAIL, DEMO_PASSWORD, DEMO_ADDRESS)

@@ -5,15 +5,12 @@ from __future__ import annotations
 import threading
 import time
 
-from sqlalchemy.orm import Session
-
 from app.domain.actors import Actor
 from app.domain.base import utcnow
-from app.domain.errors import Forbidden, NotFound
+from app.domain.errors import NotFound
 from app.domain.operations import Feature
 from app.log import get_logger
-from app.repositories.features import FeatureRepository
-from app.services.unit_of_work import UnitOfWork
+from app.services.unit_of_work import ReadOnlyUnitOfWork, UnitOfWork
 
 log = get_logger(__name__)
 
@@ -28,13 +25,14 @@ class FeatureCache:
         self._values: dict[str, bool] = {}
         self._loaded_at = float("-inf")
 
-    def is_enabled(self, session: Session, name: str, ttl: float, default: bool = True) -> bool:
+    def is_enabled(self, name: str, ttl: float, default: bool = True) -> bool:
         now = time.monotonic()
         with self._lock:
             fresh = now - self._loaded_at < ttl
             values = self._values
         if not fresh:
-            values = FeatureRepository(session).enabled_map()
+            with ReadOnlyUnitOfWork() as uow:
+                values = uow.features.enabled_map()
             with self._lock:
                 self._values, self._loaded_at = values, now
         return values.get(name, default)
@@ -47,30 +45,22 @@ class FeatureCache:
 feature_cache = FeatureCache()
 
 
-def is_enabled(session: Session, name: str, ttl: float, default: bool = True) -> bool:
-    return feature_cache.is_enabled(session, name, ttl, default)
-
-
-def _require_admin(actor: Actor) -> None:
-    if not (actor.is_admin or actor.is_system):
-        raise Forbidden("This operation is reserved to administrators")
+def is_enabled(name: str, ttl: float, default: bool = True) -> bool:
+    return feature_cache.is_enabled(name, ttl, default)
 
 
 def list_features(actor: Actor) -> list[Feature]:
     """Every toggle, by name (read from Postgres, not the cache)."""
-    _require_admin(actor)
-    with UnitOfWork() as uow:
-        features = FeatureRepository(uow.session).all()
-        for feature in features:
-            uow.session.expunge(feature)
-        return features
+    actor.require_staff()
+    with ReadOnlyUnitOfWork() as uow:
+        return uow.features.all()
 
 
 def set_feature(actor: Actor, name: str, enabled: bool) -> Feature:
     """Switch a toggle. This process sees it at once; the others within their cache's TTL."""
-    _require_admin(actor)
+    actor.require_staff()
     with UnitOfWork() as uow:
-        feature = FeatureRepository(uow.session).lock(name)
+        feature = uow.features.lock(name)
         if feature is None:
             raise NotFound(f"There is no feature named {name!r}")
         if feature.enabled != enabled:
@@ -78,7 +68,5 @@ def set_feature(actor: Actor, name: str, enabled: bool) -> Feature:
             feature.updated_at = utcnow()
             log.info("feature_toggled", feature=name, enabled=enabled, actor=actor.label)
         uow.commit()
-        uow.session.refresh(feature)
-        uow.session.expunge(feature)
     feature_cache.invalidate()
     return feature

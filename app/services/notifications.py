@@ -17,16 +17,14 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, Protocol
-
-from sqlalchemy.orm import Session
+from typing import Any, Protocol
 
 from app.adapters.email_templates import render_email, render_html
 from app.adapters.mailer import MailerError, OutgoingEmail
 from app.adapters.queue import DELIVER_NOTIFICATION, BrokerUnavailable, send_task
 from app.domain.actors import Actor
 from app.domain.base import new_id, utcnow
-from app.domain.errors import Conflict, Forbidden, NotFound
+from app.domain.errors import Conflict, NotFound
 from app.domain.events import Event, OrderCancelled, PaymentFailed
 from app.domain.notifications import (
     CHANNEL_EMAIL,
@@ -39,11 +37,9 @@ from app.domain.notifications import (
 )
 from app.domain.payments import COMPLETED, REFUNDED
 from app.log import get_logger
-from app.repositories.notifications import NotificationRepository, OrderFacts
-from app.services.unit_of_work import UnitOfWork
-
-if TYPE_CHECKING:
-    from app.services.messagebus import EventContext
+from app.repositories.notifications import OrderFacts
+from app.services.dispatch import EventContext
+from app.services.unit_of_work import ReadOnlyUnitOfWork, UnitOfWork
 
 log = get_logger(__name__)
 
@@ -64,7 +60,7 @@ class Mailer(Protocol):
 def notify_customer(event: Event, context: EventContext) -> None:
     """Handler: one e-mail notification per event (idempotent), then queue its delivery."""
     with UnitOfWork(relay_after_commit=False) as uow:
-        notification = record_notification(uow.session, event, context.event_id)
+        notification = record_notification(uow, event, context.event_id)
         # Read before the commit expires the object: after it, each attribute is a new SELECT.
         to_deliver = str(notification.id) if notification is not None and notification.deliverable else None
         uow.commit()
@@ -74,9 +70,9 @@ def notify_customer(event: Event, context: EventContext) -> None:
         send_task(DELIVER_NOTIFICATION, [to_deliver], request_id=context.request_id)
 
 
-def record_notification(session: Session, event: Event, event_id: int) -> Notification | None:
+def record_notification(uow: UnitOfWork, event: Event, event_id: int) -> Notification | None:
     """Create the notification of ``event`` unless it exists; returns it (None: no such user)."""
-    repo = NotificationRepository(session)
+    repo = uow.notifications
     existing = repo.find_by_event(event_id, CHANNEL_EMAIL)
     if existing is not None:
         return existing
@@ -163,7 +159,7 @@ def deliver_notification(
     sends again with the same ``Message-ID``, which lets a receiver recognise the duplicate.
     """
     with UnitOfWork(relay_after_commit=False) as uow:
-        notification = NotificationRepository(uow.session).lock(notification_id, skip_locked=True)
+        notification = uow.notifications.lock(notification_id, skip_locked=True)
         if notification is None or notification.status != N_PENDING:
             return DeliveryResult(SKIPPED)
         if notification.recipient is None:
@@ -204,7 +200,7 @@ def retry_due_notifications(now: datetime | None = None) -> int:
     ``NOTIFY_MAX_ATTEMPTS`` attempts), and PENDING ones whose queued delivery was lost."""
     now = now or utcnow()
     with UnitOfWork(relay_after_commit=False) as uow:
-        due = NotificationRepository(uow.session).lock_due_for_retry(
+        due = uow.notifications.lock_due_for_retry(
             created_after=now - RETRY_WINDOW, overdue_before=now - LOST_DELIVERY_GRACE, limit=RETRY_BATCH
         )
         for notification in due:
@@ -228,10 +224,9 @@ def retry_due_notifications(now: datetime | None = None) -> int:
 
 def retry_notification(actor: Actor, notification_id: uuid.UUID) -> Notification:
     """Admin: queue one notification again now (FAILED → a new round; PENDING → queued again)."""
-    if not (actor.is_admin or actor.is_system):
-        raise Forbidden("This operation is reserved to administrators")
+    actor.require_staff()
     with UnitOfWork(relay_after_commit=False) as uow:
-        notification = NotificationRepository(uow.session).lock(notification_id)
+        notification = uow.notifications.lock(notification_id)
         if notification is None:
             raise NotFound("The notification was not found")
         if notification.status == N_SENT:
@@ -244,10 +239,8 @@ def retry_notification(actor: Actor, notification_id: uuid.UUID) -> Notification
         else:
             notification.next_attempt_at = now
         uow.commit()
-        uow.session.refresh(notification)
-        uow.session.expunge(notification)
     try:
-        send_task(DELIVER_NOTIFICATION, [str(notification.id)])
+        send_task(DELIVER_NOTIFICATION, [str(notification_id)])
     except BrokerUnavailable:
         # Committed as due: the retry job queues it once the broker is back.
         log.warning("notification_retry_not_queued", notification_id=str(notification_id))
@@ -260,11 +253,7 @@ def list_user_notifications(
     """A user's notifications, newest first: the user's own, or any user's for an admin."""
     if not actor.may_access(user_id):
         raise NotFound("The user was not found")
-    with UnitOfWork() as uow:
-        repo = NotificationRepository(uow.session)
-        if repo.user(user_id) is None:
+    with ReadOnlyUnitOfWork() as uow:
+        if uow.notifications.user(user_id) is None:
             raise NotFound("The user was not found")
-        items, total = repo.page_for_user(user_id, page, page_size)
-        for item in items:
-            uow.session.expunge(item)
-        return items, total
+        return uow.notifications.page_for_user(user_id, page, page_size)

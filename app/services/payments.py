@@ -16,9 +16,6 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import TYPE_CHECKING
-
-from sqlalchemy.orm import Session
 
 from app.adapters.gateway import (
     AlreadyRefunded,
@@ -42,15 +39,13 @@ from app.domain.events import (
     PaymentRefunded,
     RefundRequested,
 )
-from app.domain.orders import PAYMENT_FAILED, PAYMENT_REFUNDED, PLACED
+from app.domain.orders import PAYMENT_FAILED, PAYMENT_REFUNDED, PLACED, visible_order
 from app.domain.payments import Payment
 from app.log import get_logger
-from app.repositories.orders import OrderRepository
 from app.repositories.payments import PaymentRepository
-from app.services.unit_of_work import UnitOfWork
-
-if TYPE_CHECKING:
-    from app.services.messagebus import EventContext
+from app.services.cancellation import apply_cancellation
+from app.services.dispatch import EventContext
+from app.services.unit_of_work import ReadOnlyUnitOfWork, UnitOfWork
 
 log = get_logger(__name__)
 
@@ -136,7 +131,7 @@ def charge_payment(
 
 def _start_attempt(payment_id: uuid.UUID) -> _ChargeRequest | None:
     with UnitOfWork() as uow:
-        payments = PaymentRepository(uow.session)
+        payments = uow.payments
         payment = payments.get(payment_id)
         order = payments.order_of(payment) if payment is not None else None
         if payment is None or order is None:
@@ -165,8 +160,8 @@ def _start_attempt(payment_id: uuid.UUID) -> _ChargeRequest | None:
 
 def _record_success(request: _ChargeRequest, result: ChargeResult, gateway: PaymentGateway) -> PaymentOutcome:
     with UnitOfWork() as uow:
-        OrderRepository(uow.session).lock_row(request.order_id)
-        payments = PaymentRepository(uow.session)
+        uow.orders.lock_row(request.order_id)
+        payments = uow.payments
         if payments.complete(request.payment_id, result.reference):
             uow.record(PaymentCompleted(**_ids(request)))
             uow.commit()
@@ -185,18 +180,13 @@ def _record_success(request: _ChargeRequest, result: ChargeResult, gateway: Paym
 
 def _record_failure(request: _ChargeRequest, reason: str) -> PaymentOutcome:
     """Declined (or refused as invalid): FAILED, and the order CANCELLED with its stock returned."""
-    from app.services.orders import apply_cancellation
-
     with UnitOfWork() as uow:
-        OrderRepository(uow.session).lock_row(request.order_id)
-        if not PaymentRepository(uow.session).fail(request.payment_id, reason):
+        uow.orders.lock_row(request.order_id)
+        if not uow.payments.fail(request.payment_id, reason):
             return PaymentOutcome(SKIPPED)
-        # Hold the order until the commit: the session keeps only weak references to clean
-        # objects, and the events the order recorded live on it.
-        order = apply_cancellation(uow.session, request.order_id, SYSTEM, PAYMENT_FAILED)
+        apply_cancellation(uow, request.order_id, SYSTEM, PAYMENT_FAILED)
         uow.record(PaymentFailed(**_ids(request), reason=reason))
         uow.commit()
-        del order
     log.info("payment_failed", payment_id=str(request.payment_id), reason=reason)
     return PaymentOutcome(DECLINED)
 
@@ -228,7 +218,7 @@ def refund_payment(
     gateway first: refunded if the charge went through, left FAILED if it did not.
     """
     with UnitOfWork() as uow:
-        payments = PaymentRepository(uow.session)
+        payments = uow.payments
         payment = payments.get(payment_id)
         if payment is None:
             return PaymentOutcome(SKIPPED)
@@ -288,11 +278,9 @@ class _RefundTarget:
 
 
 def _record_refund(target: _RefundTarget, reference: str, refund_reference: str | None) -> PaymentOutcome:
-    from app.services.orders import apply_cancellation
-
     with UnitOfWork() as uow:
-        order = OrderRepository(uow.session).lock(target.order_id)
-        if not PaymentRepository(uow.session).refunded(target.payment_id, reference, refund_reference):
+        order = uow.orders.lock(target.order_id)
+        if not uow.payments.refunded(target.payment_id, reference, refund_reference):
             return PaymentOutcome(SKIPPED)  # another task recorded it first
         uow.record(
             PaymentRefunded(
@@ -300,8 +288,7 @@ def _record_refund(target: _RefundTarget, reference: str, refund_reference: str 
             )
         )
         if order is not None and order.status == PLACED:
-            # ``order`` stays referenced until the commit, so its recorded events reach the outbox.
-            order = apply_cancellation(uow.session, target.order_id, SYSTEM, PAYMENT_REFUNDED)
+            apply_cancellation(uow, target.order_id, SYSTEM, PAYMENT_REFUNDED)
         uow.commit()
     log.info("payment_refunded", payment_id=str(target.payment_id), refund=refund_reference)
     return PaymentOutcome(REFUNDED)
@@ -310,24 +297,21 @@ def _record_refund(target: _RefundTarget, reference: str, refund_reference: str 
 # ---- the API: read the payment, ask for a refund --------------------------------------------------
 
 
-def get_payment(session: Session, actor: Actor, order_id: uuid.UUID) -> Payment:
+def get_payment(actor: Actor, order_id: uuid.UUID) -> Payment:
     """The payment of an order its owner or an admin may see (another customer's: NotFound)."""
-    from app.services.orders import read_order
-
-    payment = read_order(session, actor, order_id).payment
+    with ReadOnlyUnitOfWork() as uow:
+        payment = visible_order(actor, uow.orders.get(order_id)).payment
     if payment is None:
         raise NotFound("The order has no payment")
     return payment
 
 
-def request_refund(session: Session, actor: Actor, order_id: uuid.UUID) -> Payment:
+def request_refund(actor: Actor, order_id: uuid.UUID) -> Payment:
     """Admin: queue the refund of a COMPLETED payment (409 otherwise); the worker refunds it."""
-    from app.services.orders import get_order
-
-    if not (actor.is_admin or actor.is_system):
+    if not actor.is_staff:
         raise Forbidden("Refunds are reserved to administrators")
-    with UnitOfWork(session) as uow:
-        order = get_order(session, actor, order_id)
+    with UnitOfWork() as uow:
+        order = visible_order(actor, uow.orders.get(order_id))
         payment = order.payment
         if payment is None:
             raise NotFound("The order has no payment")
@@ -338,7 +322,7 @@ def request_refund(session: Session, actor: Actor, order_id: uuid.UUID) -> Payme
             RefundRequested(order_id=str(order.id), user_id=str(order.user_id), payment_id=str(payment_id))
         )
         uow.commit()
-    refreshed = PaymentRepository(session).get(payment_id)
+        refreshed = uow.payments.get(payment_id)
     assert refreshed is not None
     return refreshed
 
@@ -355,10 +339,10 @@ def sweep_pending_payments(
     """
     idle_since = (now or utcnow()) - timedelta(seconds=idle_seconds)
     with UnitOfWork() as uow:
-        payments = PaymentRepository(uow.session)
-        charges = payments.stale_pending(idle_since=idle_since, max_attempts=max_attempts, limit=SWEEP_BATCH)
-        refunds = payments.unrefunded_charges(idle_since=idle_since, limit=SWEEP_BATCH)
-        uow.rollback()
+        charges = uow.payments.stale_pending(
+            idle_since=idle_since, max_attempts=max_attempts, limit=SWEEP_BATCH
+        )
+        refunds = uow.payments.unrefunded_charges(idle_since=idle_since, limit=SWEEP_BATCH)
     queued = {"charges": 0, "refunds": 0}
     try:
         for payment_id in charges:
@@ -391,10 +375,9 @@ def on_order_cancelled(event: Event, context: EventContext) -> None:
     any request in flight has ended, look the charge up and refund it if it went through."""
     assert isinstance(event, OrderCancelled)
     with UnitOfWork() as uow:
-        order = OrderRepository(uow.session).get(uuid.UUID(event.order_id))
+        order = uow.orders.get(uuid.UUID(event.order_id))
         payment = order.payment if order is not None else None
         payment_id = payment.id if payment is not None and pay.outcome_unknown(payment) else None
-        uow.rollback()
     if payment_id is not None:
         send_task(
             REFUND_PAYMENT, [str(payment_id)], countdown=LOOKUP_DELAY_SECONDS, request_id=context.request_id

@@ -19,19 +19,18 @@ import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.adapters.queue import RECONCILE_STOCK, BrokerUnavailable, send_task
 from app.domain.actors import SYSTEM, Actor
 from app.domain.base import new_id, utcnow
-from app.domain.errors import DomainError, Forbidden, NotFound, ServiceUnavailable
+from app.domain.errors import DomainError, NotFound, ServiceUnavailable
 from app.domain.operations import R_COMPLETED, R_FAILED, RUNNING, Reconciliation
 from app.domain.orders import PAYMENT_TIMEOUT
 from app.log import get_logger
-from app.repositories.reconciliation import ReconciliationRepository, advisory_lock
-from app.services.orders import apply_cancellation
-from app.services.unit_of_work import UnitOfWork
+from app.repositories.reconciliation import advisory_lock
+from app.services.cancellation import apply_cancellation
+from app.services.unit_of_work import ReadOnlyUnitOfWork, UnitOfWork
 
 log = get_logger(__name__)
 
@@ -47,18 +46,13 @@ PHASE_STOCK = "Checking stock against the ledger"
 Progress = Callable[[str, int, int], None]
 
 
-def _require_admin(actor: Actor) -> None:
-    if not (actor.is_admin or actor.is_system):
-        raise Forbidden("This operation is reserved to administrators")
-
-
 def request_reconciliation(actor: Actor) -> Reconciliation:
     """Admin: record a RUNNING run and queue it; the worker fills in the record."""
-    _require_admin(actor)
+    actor.require_staff()
     with UnitOfWork(relay_after_commit=False) as uow:
         run = _new_run(utcnow())
         run_id = run.id
-        ReconciliationRepository(uow.session).add(run)
+        uow.reconciliations.add(run)
         uow.commit()
     try:
         send_task(RECONCILE_STOCK, [str(run_id)])
@@ -69,13 +63,12 @@ def request_reconciliation(actor: Actor) -> Reconciliation:
 
 
 def get_reconciliation(actor: Actor, reconciliation_id: uuid.UUID) -> Reconciliation:
-    _require_admin(actor)
-    with UnitOfWork() as uow:
-        run = ReconciliationRepository(uow.session).get(reconciliation_id)
-        if run is None:
-            raise NotFound("The reconciliation was not found")
-        uow.session.expunge(run)
-        return run
+    actor.require_staff()
+    with ReadOnlyUnitOfWork() as uow:
+        run = uow.reconciliations.get(reconciliation_id)
+    if run is None:
+        raise NotFound("The reconciliation was not found")
+    return run
 
 
 def run_reconciliation(
@@ -86,8 +79,7 @@ def run_reconciliation(
 ) -> Reconciliation | None:
     """One run (beat, admin request or CLI); returns its record, None if skipped (busy, unknown)."""
     with UnitOfWork() as uow:
-        engine = uow.session.get_bind()
-    assert isinstance(engine, Engine)
+        engine = uow.reconciliations.engine()
     with advisory_lock(engine, ADVISORY_LOCK_KEY) as acquired:
         if not acquired:
             log.info("reconciliation_skipped", reason=BUSY)
@@ -118,7 +110,7 @@ def _start(reconciliation_id: uuid.UUID | None) -> uuid.UUID | None:
     """The RUNNING record of this run (created for beat/CLI runs); stale RUNNING ones are failed."""
     now = utcnow()
     with UnitOfWork(relay_after_commit=False) as uow:
-        repo = ReconciliationRepository(uow.session)
+        repo = uow.reconciliations
         if reconciliation_id is None:
             run = _new_run(now)
             repo.add(run)
@@ -138,18 +130,16 @@ def _start(reconciliation_id: uuid.UUID | None) -> uuid.UUID | None:
 def _expire_stale_orders(timeout_seconds: int, progress: Progress | None) -> int:
     placed_before = utcnow() - timedelta(seconds=timeout_seconds)
     with UnitOfWork() as uow:
-        order_ids = ReconciliationRepository(uow.session).stale_pending_orders(placed_before, EXPIRE_BATCH)
+        order_ids = uow.reconciliations.stale_pending_orders(placed_before, EXPIRE_BATCH)
     expired = 0
     if progress:
         progress(PHASE_EXPIRE, 0, len(order_ids))
     for done, order_id in enumerate(order_ids, start=1):
         try:
             with UnitOfWork() as uow:
-                if ReconciliationRepository(uow.session).lock_stale_pending_order(order_id, placed_before):
-                    # Hold the order until commit: its recorded OrderCancelled lives on the object.
-                    order = apply_cancellation(uow.session, order_id, SYSTEM, PAYMENT_TIMEOUT)
+                if uow.reconciliations.lock_stale_pending_order(order_id, placed_before):
+                    apply_cancellation(uow, order_id, SYSTEM, PAYMENT_TIMEOUT)
                     uow.commit()
-                    del order
                     expired += 1
                     log.info("order_expired", order_id=str(order_id), reason=PAYMENT_TIMEOUT)
         except (DomainError, SQLAlchemyError) as exc:  # e.g. cancelled meanwhile: the next run looks again
@@ -161,7 +151,7 @@ def _expire_stale_orders(timeout_seconds: int, progress: Progress | None) -> int
 
 def _reconcile_stock(run_id: uuid.UUID, expired: int, progress: Progress | None) -> None:
     with UnitOfWork(relay_after_commit=False) as uow:
-        repo = ReconciliationRepository(uow.session)
+        repo = uow.reconciliations
         repo.allow_long_statements(LONG_STATEMENT_SECONDS)
         checked, drifted = repo.find_drift()
         if progress:
@@ -194,7 +184,7 @@ def _reconcile_stock(run_id: uuid.UUID, expired: int, progress: Progress | None)
 
 def _finish_failed(run_id: uuid.UUID, error: str) -> None:
     with UnitOfWork(relay_after_commit=False) as uow:
-        run = ReconciliationRepository(uow.session).get(run_id)
+        run = uow.reconciliations.get(run_id)
         if run is not None and run.status == RUNNING:
             run.status = R_FAILED
             run.finished_at = utcnow()
@@ -204,7 +194,7 @@ def _finish_failed(run_id: uuid.UUID, error: str) -> None:
 
 def _load(run_id: uuid.UUID) -> Reconciliation | None:
     with UnitOfWork() as uow:
-        run = ReconciliationRepository(uow.session).get(run_id)
+        run = uow.reconciliations.get(run_id)
         if run is not None:
-            uow.session.expunge(run)
+            uow.detach(run)  # read: it outlives this short transaction
         return run

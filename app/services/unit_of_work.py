@@ -1,43 +1,140 @@
-"""The unit of work: one transaction that rolls back unless the service commits.
+"""The unit of work: one transaction, with the repositories that work in it as attributes.
 
-On commit, the domain events recorded by entities (``entity.events``) or by the service
-(``uow.record``) are written to the outbox in the same transaction; after the commit they are
-published to the queue at once. If that fails, nothing is lost: the beat relay picks them up.
+Every use case opens one (``with UnitOfWork() as uow``), reaches data only through
+``uow.orders``, ``uow.products`` … and calls ``uow.commit()``; leaving the block without it rolls
+back. On commit the domain events that the aggregates handed out by the repositories recorded
+(``order.events``), and those the service recorded itself (``uow.record``), are written to the
+outbox in the same transaction; after the commit they are published to the queue at once. If that
+fails nothing is lost: the beat relay picks them up.
+
+``ReadOnlyUnitOfWork`` is for use cases that only read: its statements run in autocommit mode (no
+BEGIN/ROLLBACK round trips; under READ COMMITTED every statement takes its own snapshot anyway).
+
+``run_in_transaction`` runs a whole unit of work again when Postgres reports contention: the one
+place where transactions are retried.
 """
 
 from __future__ import annotations
 
+import random
+import time
+from collections.abc import Callable
+from functools import cached_property
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-from app.domain.base import drain_event_sources
+from app.domain.errors import ServiceUnavailable
 from app.domain.events import Event
+from app.extensions import db
 from app.log import current_request_id, get_logger
+from app.repositories.carts import CartRepository
+from app.repositories.catalogue import ProductRepository, StockLedgerRepository
+from app.repositories.features import FeatureRepository
+from app.repositories.notifications import NotificationRepository
+from app.repositories.orders import IdempotencyRepository, OrderRepository
 from app.repositories.outbox import OutboxRepository
-from app.repositories.transactions import begin_read
+from app.repositories.payments import PaymentRepository
+from app.repositories.reconciliation import ReconciliationRepository
+from app.repositories.stats import StatsRepository
+from app.repositories.transactions import begin_read, end_read, set_local_lock_timeout
+from app.repositories.users import UserRepository
+from app.services.outbox import publish_committed
 
 log = get_logger(__name__)
 
+T = TypeVar("T")
+SessionFactory = Callable[[], Session]
 
-class UnitOfWork:
+
+def default_session() -> Session:
+    """The application's session (Flask-SQLAlchemy's, scoped to the app context)."""
+    return db.session()
+
+
+class _Repositories:
+    """The repositories of one session, built on first use (most use cases need two or three)."""
+
+    session: Session
+
+    @cached_property
+    def orders(self) -> OrderRepository:
+        return OrderRepository(self.session)
+
+    @cached_property
+    def products(self) -> ProductRepository:
+        return ProductRepository(self.session)
+
+    @cached_property
+    def stock_ledger(self) -> StockLedgerRepository:
+        return StockLedgerRepository(self.session)
+
+    @cached_property
+    def carts(self) -> CartRepository:
+        return CartRepository(self.session)
+
+    @cached_property
+    def payments(self) -> PaymentRepository:
+        return PaymentRepository(self.session)
+
+    @cached_property
+    def users(self) -> UserRepository:
+        return UserRepository(self.session)
+
+    @cached_property
+    def notifications(self) -> NotificationRepository:
+        return NotificationRepository(self.session)
+
+    @cached_property
+    def features(self) -> FeatureRepository:
+        return FeatureRepository(self.session)
+
+    @cached_property
+    def idempotency(self) -> IdempotencyRepository:
+        return IdempotencyRepository(self.session)
+
+    @cached_property
+    def outbox(self) -> OutboxRepository:
+        return OutboxRepository(self.session)
+
+    @cached_property
+    def reconciliations(self) -> ReconciliationRepository:
+        return ReconciliationRepository(self.session)
+
+    @cached_property
+    def stats(self) -> StatsRepository:
+        return StatsRepository(self.session)
+
+    def detach(self, *entities: Any) -> None:
+        """These entities outlive the unit of work: they keep what they loaded, without a session."""
+        for entity in entities:
+            self.session.expunge(entity)
+
+
+class UnitOfWork(_Repositories):
+    """A read-write transaction that rolls back unless the service commits."""
+
     def __init__(
-        self, session: Session | None = None, *, relay_after_commit: bool = True, read_only: bool = False
+        self,
+        session_factory: SessionFactory = default_session,
+        *,
+        relay_after_commit: bool = True,
+        lock_timeout_ms: int | None = None,
     ) -> None:
-        if session is None:
-            from app.extensions import db
-
-            session = db.session()
-        self.session: Session = session
+        self._session_factory = session_factory
         self.relay_after_commit = relay_after_commit
+        self.lock_timeout_ms = lock_timeout_ms
         self._events: list[Event] = []
         self.committed = False
         self.outbox_ids: list[int] = []
-        if read_only:  # reads that write nothing: no BEGIN/ROLLBACK round trips
-            begin_read(session)
 
     def __enter__(self) -> UnitOfWork:
+        self.session = self._session_factory()
+        end_read(self.session)  # a read-only unit of work before this one left autocommit mode
+        if self.lock_timeout_ms is not None:
+            set_local_lock_timeout(self.session, self.lock_timeout_ms)
         return self
 
     def __exit__(
@@ -50,53 +147,124 @@ class UnitOfWork:
             self.rollback()
 
     def record(self, event: Event) -> None:
+        """An event the service raises itself (one no aggregate records, e.g. a payment outcome)."""
         self._events.append(event)
 
     def _collect_events(self) -> list[Event]:
         events = list(self._events)
         self._events.clear()
-        seen: set[int] = set()
-        for obj in [*drain_event_sources(), *self.session.new, *self.session.identity_map.values()]:
-            if id(obj) in seen:
-                continue
-            seen.add(id(obj))
-            pending: list[Any] | None = obj.__dict__.pop("_domain_events", None)
-            if pending:
-                events.extend(pending)
+        if "orders" in self.__dict__:  # only the aggregates a repository handed out record events
+            for aggregate in self.orders.seen:
+                events.extend(aggregate.events)
+                aggregate.events.clear()
         return events
-
-    def _discard_events(self) -> None:
-        self._events.clear()
-        for obj in drain_event_sources():
-            obj.__dict__.pop("_domain_events", None)
-
-    def flush(self) -> None:
-        self.session.flush()
 
     def commit(self) -> None:
         events = self._collect_events()
-        outbox = OutboxRepository(self.session)
         request_id = current_request_id()
         relay = bool(events) and self.relay_after_commit
         # Relayed messages are marked published in this very transaction, before they are: a
-        # separate transaction to mark them after the publish cost a checkout 16 % of its CPU.
-        # If the publish then fails they are marked unpublished again (the beat relay's work);
-        # if the process dies in between, the beat relay publishes them again once they are
-        # STALE_AFTER_SECONDS old and still unprocessed. Either way nothing is lost.
-        self.outbox_ids = outbox.add_many(
+        # separate transaction to mark them after the publish is a large share of a checkout's
+        # cost (docs/bench). If the publish then fails they are marked unpublished again (the
+        # beat relay's work); if the process dies in between, the beat relay publishes them again
+        # once they are STALE_AFTER_SECONDS old and still unprocessed. Nothing is lost either way.
+        self.outbox_ids = self.outbox.add_many(
             [(e.name, e.to_payload(), request_id) for e in events], published=relay
         )
         self.session.commit()
         self.committed = True
         if relay:
-            from app.services.outbox import publish_committed
-
             try:
-                publish_committed(self.session, self.outbox_ids, request_id)
+                publish_committed(self.outbox_ids, request_id, on_refused=self._mark_unpublished)
             except Exception as exc:  # the beat relay will deliver; never fail a committed request
                 self.session.rollback()
                 log.warning("relay_after_commit_failed", error=f"{type(exc).__name__}: {exc}")
 
+    def _mark_unpublished(self, ids: list[int], error: str) -> None:
+        try:
+            self.outbox.mark_unpublished(ids, error)
+            self.session.commit()
+        except Exception:
+            self.session.rollback()
+            raise
+
     def rollback(self) -> None:
-        self._discard_events()
+        self._events.clear()
+        if "orders" in self.__dict__:
+            for aggregate in self.orders.seen:
+                aggregate.events.clear()
         self.session.rollback()
+
+
+class ReadOnlyUnitOfWork(_Repositories):
+    """Reads that write nothing, in autocommit mode: no transaction, so nothing to commit.
+
+    The connection stays with the session until the request ends (or a read-write unit of work
+    opens), so the entities read stay loaded for the response without another statement.
+    """
+
+    def __init__(self, session_factory: SessionFactory = default_session) -> None:
+        self._session_factory = session_factory
+
+    def __enter__(self) -> ReadOnlyUnitOfWork:
+        self.session = self._session_factory()
+        begin_read(self.session)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        return None
+
+    def close(self) -> None:
+        """Give the connection back now (before slow work such as password hashing); entities
+        read here are expired, so detach first what must stay loaded."""
+        end_read(self.session)
+
+
+# ---- retries on contention ------------------------------------------------------------------------
+
+# deadlock_detected, serialization_failure, lock_not_available (our lock_timeout)
+CONTENTION_SQLSTATES = {"40P01": "deadlock", "40001": "serialization_failure", "55P03": "lock_timeout"}
+DEFAULT_ATTEMPTS = 3
+BASE_DELAY_SECONDS = 0.05
+
+
+def contention_of(exc: BaseException) -> str | None:
+    """The kind of contention an error reports, or None for any other error."""
+    if isinstance(exc, DBAPIError):
+        return CONTENTION_SQLSTATES.get(getattr(exc.orig, "sqlstate", None) or "")
+    return None
+
+
+def run_in_transaction(
+    work: Callable[[UnitOfWork], T],
+    *,
+    uow_factory: Callable[[], UnitOfWork] = UnitOfWork,
+    attempts: int = DEFAULT_ATTEMPTS,
+    base_delay: float = BASE_DELAY_SECONDS,
+) -> T:
+    """Run ``work`` in a fresh unit of work, up to ``attempts`` times on contention.
+
+    The unit of work rolls back each failed attempt; between attempts a short jittered sleep.
+    After the last attempt the caller gets ``ServiceUnavailable`` (503 with Retry-After), never a
+    500. ``work`` must commit its unit of work itself.
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            with uow_factory() as uow:
+                return work(uow)
+        except DBAPIError as exc:
+            kind = contention_of(exc)
+            if kind is None:
+                raise
+            log.info("transaction_contention", kind=kind, attempt=attempt)
+            if attempt == attempts:
+                raise ServiceUnavailable(
+                    "The resources are busy; retry shortly", retry_after=1, reason=kind
+                ) from exc
+            time.sleep(random.uniform(0, base_delay * 2**attempt))
+    raise AssertionError("unreachable")

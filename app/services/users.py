@@ -21,7 +21,7 @@ from app.domain.users import (
     password_problem,
 )
 from app.repositories.users import UserRepository
-from app.services.unit_of_work import UnitOfWork
+from app.services.unit_of_work import ReadOnlyUnitOfWork, UnitOfWork
 
 EMAIL_UNIQUE_INDEX = "uq_users_email_lower"
 UPDATABLE_FIELDS = frozenset({"name", "address", "password"})
@@ -65,10 +65,9 @@ def register_user(name: str, email: str, password: str, address: Mapping[str, An
             role=ROLE_CUSTOMER,
             token_version=1,
         )
-        UserRepository(uow.session).add(user)
         try:
             # The unique index decides, so two concurrent sign-ups cannot both win.
-            uow.flush()
+            uow.users.add(user)
         except IntegrityError as exc:
             if _is_duplicate_email(exc):
                 raise _duplicate(email) from exc
@@ -79,10 +78,11 @@ def register_user(name: str, email: str, password: str, address: Mapping[str, An
 
 def authenticate(email: str, password: str) -> User:
     """The account these credentials open; ``Unauthorized`` alike for unknown email and wrong password."""
-    with UnitOfWork() as uow:
-        user = UserRepository(uow.session).by_email(email.strip())
+    with ReadOnlyUnitOfWork() as uow:
+        user = uow.users.by_email(email.strip())
         if user is not None:
-            uow.session.expunge(user)  # loaded: it outlives this short read transaction
+            uow.detach(user)  # loaded: it outlives this short read
+        uow.close()
     # Verified with no transaction open: argon2 is slow on purpose and must not hold a connection.
     # With no user, verify_password checks against a dummy hash, so the time taken does not
     # reveal whether the email is registered.
@@ -98,7 +98,7 @@ def _upgrade_hash(user_id: uuid.UUID, verified_hash: str, password_hash: str) ->
     """Store a hash made with today's parameters (same password: tokens stay valid), unless the
     password changed since it was verified."""
     with UnitOfWork() as uow:
-        stored = UserRepository(uow.session).lock_active(user_id)
+        stored = uow.users.lock_active(user_id)
         if stored is not None and stored.password_hash == verified_hash:
             stored.password_hash = password_hash
             uow.commit()
@@ -115,10 +115,8 @@ def _visible_user(repo: UserRepository, actor: Actor, user_id: uuid.UUID, *, loc
 
 def get_user(actor: Actor, user_id: uuid.UUID) -> User:
     """A live account, for its owner or an admin."""
-    with UnitOfWork() as uow:
-        user = _visible_user(UserRepository(uow.session), actor, user_id, lock=False)
-        uow.session.expunge(user)  # loaded: it outlives the read-only transaction
-        return user
+    with ReadOnlyUnitOfWork() as uow:
+        return _visible_user(uow.users, actor, user_id, lock=False)
 
 
 def update_user(actor: Actor, user_id: uuid.UUID, changes: Mapping[str, Any]) -> User:
@@ -132,7 +130,7 @@ def update_user(actor: Actor, user_id: uuid.UUID, changes: Mapping[str, Any]) ->
     if changes.get("password") is not None:
         new_hash = hash_password(_checked_password(changes["password"]))
     with UnitOfWork() as uow:
-        user = _visible_user(UserRepository(uow.session), actor, user_id, lock=True)
+        user = _visible_user(uow.users, actor, user_id, lock=True)
         if "name" in changes:
             user.name = changes["name"]
         if "address" in changes:
@@ -149,10 +147,9 @@ def delete_user(actor: Actor, user_id: uuid.UUID) -> None:
     Orders and payments keep referring to the (anonymised) row, for the books.
     """
     with UnitOfWork() as uow:
-        repo = UserRepository(uow.session)
-        user = _visible_user(repo, actor, user_id, lock=True)
+        user = _visible_user(uow.users, actor, user_id, lock=True)
         user.erase(utcnow())
-        repo.empty_cart(user.id)
+        uow.users.empty_cart(user.id)
         uow.commit()
 
 
@@ -164,7 +161,7 @@ def create_admin(email: str, password: str, name: str = "Administrator") -> tupl
     email = _checked_email(email)
     password_hash = hash_password(_checked_password(password))
     with UnitOfWork() as uow:
-        repo = UserRepository(uow.session)
+        repo = uow.users
         user = repo.by_email(email, lock=True)
         created = user is None
         if user is None:
@@ -176,9 +173,8 @@ def create_admin(email: str, password: str, name: str = "Administrator") -> tupl
                 role=ROLE_ADMIN,
                 token_version=1,
             )
-            repo.add(user)
             try:
-                uow.flush()
+                repo.add(user)
             except IntegrityError as exc:  # created concurrently: run the command again
                 if _is_duplicate_email(exc):
                     raise _duplicate(email) from exc
@@ -188,3 +184,15 @@ def create_admin(email: str, password: str, name: str = "Administrator") -> tupl
             user.change_password(password_hash)
         uow.commit()
     return user, created
+
+
+def token_is_current(user_id: uuid.UUID, token_version: object) -> bool:
+    """Whether an access token of this user at this token version is still good: the user exists,
+    is not deleted, and has not revoked earlier tokens since (password change, deletion)."""
+    with ReadOnlyUnitOfWork() as uow:
+        state = uow.users.token_state(user_id)
+        uow.close()  # the view's own transaction starts afresh
+    if state is None:
+        return False
+    version, deleted = state
+    return not deleted and version == token_version

@@ -11,7 +11,7 @@ from app.domain.base import utcnow
 from app.domain.catalogue import Product
 from app.domain.orders import IdempotencyKey, Order
 from app.extensions import db
-from app.services.orders import purge_expired_idempotency_keys
+from app.services.idempotency import purge_expired
 from tests.api.test_conventions import assert_problem
 from tests.shop import make_product
 
@@ -164,7 +164,7 @@ def test_expired_keys_are_purged(client, customer, auth, apple):
     checkout(client, customer, auth, fill(client, customer, auth, apple), "fresh")
     db.session.get(IdempotencyKey, (customer.id, "old")).expires_at = utcnow() - timedelta(seconds=1)
     db.session.commit()
-    assert purge_expired_idempotency_keys(db.session) == 1
+    assert purge_expired() == 1
     assert db.session.scalars(select(IdempotencyKey.key)).all() == ["fresh"]
 
 

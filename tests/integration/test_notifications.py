@@ -21,7 +21,8 @@ from app.domain.notifications import N_FAILED, N_PENDING, N_SENT, NO_RECIPIENT, 
 from app.domain.orders import PAYMENT_TIMEOUT, Order
 from app.domain.users import User
 from app.extensions import db
-from app.services.messagebus import EVENT_HANDLERS, EventContext
+from app.services.dispatch import EventContext
+from app.services.handlers import EVENT_HANDLERS
 from app.services.notifications import notify_customer
 from tests.shop import make_product, place_order_directly
 from tests.tasks import run_task

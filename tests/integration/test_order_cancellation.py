@@ -20,7 +20,7 @@ from app.domain.orders import (
 )
 from app.domain.outbox import OutboxMessage
 from app.extensions import db
-from app.services.orders import apply_cancellation
+from app.services.cancellation import apply_cancellation
 from app.services.unit_of_work import UnitOfWork
 from tests.shop import make_product, place_order_directly
 
@@ -35,7 +35,7 @@ def placed(app_ctx, customer):
 
 def cancel(order_id, actor, reason, **kwargs):
     with UnitOfWork(relay_after_commit=False) as uow:
-        order = apply_cancellation(uow.session, order_id, actor, reason, **kwargs)
+        order = apply_cancellation(uow, order_id, actor, reason, **kwargs)
         uow.commit()
     return order
 
@@ -137,6 +137,6 @@ def test_a_stale_expected_version_is_a_conflict(placed):
 def test_it_does_not_commit(placed):
     order_id, *_ = placed
     with UnitOfWork(relay_after_commit=False) as uow:
-        apply_cancellation(uow.session, order_id, SYSTEM, PAYMENT_TIMEOUT)
+        apply_cancellation(uow, order_id, SYSTEM, PAYMENT_TIMEOUT)
     db.session.expire_all()
     assert db.session.get(Order, order_id).status == "PLACED"

@@ -12,7 +12,7 @@ from app.domain.errors import ServiceUnavailable
 from app.domain.orders import SHIPPED, Order
 from app.extensions import db
 from app.services import orders as orders_service
-from app.services.transactions import retry_on_contention
+from app.services.unit_of_work import run_in_transaction
 from tests.api.test_conventions import assert_problem
 from tests.shop import make_product, place_order_directly
 
@@ -31,34 +31,34 @@ def contention(sqlstate: str) -> OperationalError:
 def test_a_transaction_is_run_again_after_deadlock_serialization_failure_or_lock_timeout(app_ctx, sqlstate):
     attempts = []
 
-    def transaction():
+    def transaction(uow):
         attempts.append(1)
         if len(attempts) < 3:
             raise contention(sqlstate)
         return "done"
 
-    assert retry_on_contention(db.session, transaction, base_delay=0) == "done"
+    assert run_in_transaction(transaction, base_delay=0) == "done"
     assert len(attempts) == 3
 
 
 def test_after_the_last_attempt_contention_is_service_unavailable(app_ctx):
-    def transaction():
+    def transaction(uow):
         raise contention("40P01")
 
     with pytest.raises(ServiceUnavailable) as caught:
-        retry_on_contention(db.session, transaction, attempts=2, base_delay=0)
+        run_in_transaction(transaction, attempts=2, base_delay=0)
     assert caught.value.retry_after >= 1
 
 
 def test_other_database_errors_are_not_retried(app_ctx):
     attempts = []
 
-    def transaction():
+    def transaction(uow):
         attempts.append(1)
         raise contention("23505")
 
     with pytest.raises(OperationalError):
-        retry_on_contention(db.session, transaction, base_delay=0)
+        run_in_transaction(transaction, base_delay=0)
     assert len(attempts) == 1
 
 

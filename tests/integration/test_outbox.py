@@ -13,10 +13,11 @@ from app.domain.events import OrderDelivered
 from app.domain.outbox import OutboxMessage
 from app.extensions import db, limiter
 from app.log import bind_request_id
-from app.services import messagebus
-from app.services.outbox import relay_outbox
+from app.services import handlers
+from app.services.dispatch import handle_message, relay_outbox
 from app.services.unit_of_work import UnitOfWork
 from tests.conftest import make_app
+from tests.shop import make_product, place_order_directly
 from tests.tasks import run_task
 
 
@@ -82,8 +83,8 @@ def test_beat_relay_publishes_what_was_left_behind(app_ctx):
         for n in range(3):
             uow.record(event(n))
         uow.commit()
-    assert relay_outbox(db.session) == 3
-    assert relay_outbox(db.session) == 0
+    assert relay_outbox() == 3
+    assert relay_outbox() == 0
     assert len(queued_messages(app_ctx)) == 3
     assert all(m.published_at is not None for m in messages())
 
@@ -94,9 +95,9 @@ def test_relay_skips_rows_another_relay_holds(app_ctx, database_url):
         uow.commit()
     with psycopg.connect(database_url) as other:
         other.execute("SELECT id FROM outbox FOR UPDATE")
-        assert relay_outbox(db.session) == 0  # SKIP LOCKED: no wait, no double publish
+        assert relay_outbox() == 0  # SKIP LOCKED: no wait, no double publish
         other.rollback()
-    assert relay_outbox(db.session) == 1
+    assert relay_outbox() == 1
 
 
 def test_published_but_never_processed_messages_are_published_again(app_ctx):
@@ -107,13 +108,13 @@ def test_published_but_never_processed_messages_are_published_again(app_ctx):
         update(OutboxMessage).values(published_at=db.func.now() - db.text("interval '10 minutes'"))
     )
     db.session.commit()
-    assert relay_outbox(db.session) == 1
+    assert relay_outbox() == 1
 
 
 def test_dispatch_runs_every_handler_once(app_ctx, monkeypatch):
     calls: list[tuple[str, int]] = []
     monkeypatch.setitem(
-        messagebus.EVENT_HANDLERS, OrderDelivered, [lambda e, ctx: calls.append((e.order_id, ctx.event_id))]
+        handlers.EVENT_HANDLERS, OrderDelivered, [lambda e, ctx: calls.append((e.order_id, ctx.event_id))]
     )
     with UnitOfWork(relay_after_commit=False) as uow:
         uow.record(event(7))
@@ -130,7 +131,7 @@ def test_a_failing_handler_leaves_the_message_unprocessed_for_redelivery(app_ctx
     def boom(e, ctx):
         raise RuntimeError("handler failed")
 
-    monkeypatch.setitem(messagebus.EVENT_HANDLERS, OrderDelivered, [boom])
+    monkeypatch.setitem(handlers.EVENT_HANDLERS, OrderDelivered, [boom])
     with UnitOfWork(relay_after_commit=False) as uow:
         uow.record(event())
         uow.commit()
@@ -150,8 +151,8 @@ def test_concurrent_relays_publish_each_message_once(app, app_ctx):
 
     def relay() -> None:
         with app.app_context():
-            counts.append(relay_outbox(db.session, limit=10))
-            while (n := relay_outbox(db.session, limit=10)) > 0:
+            counts.append(relay_outbox(limit=10))
+            while (n := relay_outbox(limit=10)) > 0:
                 counts.append(n)
             db.session.remove()
 
@@ -165,26 +166,32 @@ def test_concurrent_relays_publish_each_message_once(app, app_ctx):
     assert len(ids) == len(set(ids)) == 50
 
 
-def test_events_of_an_entity_nobody_references_any_more_still_reach_the_outbox(app_ctx):
+@pytest.fixture
+def order_id(app_ctx, customer):
+    product = make_product(db.session, stock=5)
+    order_id = place_order_directly(db.session, customer.id, {product.id: 1}).id
+    db.session.execute(OutboxMessage.__table__.delete())
+    db.session.commit()
+    return order_id
+
+
+def test_events_of_an_aggregate_nobody_references_any_more_still_reach_the_outbox(order_id):
     import gc
 
-    from app.domain.operations import Feature
-
     with UnitOfWork(relay_after_commit=False) as uow:
-        feature = db.session.get(Feature, "checkout")
-        feature.events.append(event(3))
-        del feature
-        gc.collect()  # the session holds clean entities weakly
+        order = uow.orders.find(order_id)
+        order.events.append(event(3))
+        del order
+        gc.collect()  # the session holds clean entities weakly; the repository does not
         uow.commit()
     assert [m.payload["order_id"] for m in messages()] == ["order-3"]
 
 
-def test_events_of_a_rolled_back_unit_of_work_are_discarded(app_ctx):
-    from app.domain.operations import Feature
-
-    with UnitOfWork(relay_after_commit=False):
-        db.session.get(Feature, "checkout").events.append(event(4))
+def test_events_of_a_rolled_back_unit_of_work_are_discarded(order_id):
     with UnitOfWork(relay_after_commit=False) as uow:
+        uow.orders.find(order_id).events.append(event(4))
+    with UnitOfWork(relay_after_commit=False) as uow:
+        uow.orders.find(order_id)
         uow.commit()
     assert messages() == []
 
@@ -197,16 +204,14 @@ def test_every_handler_runs_even_when_one_fails(app_ctx, monkeypatch):
         raise RuntimeError("first handler failed")
 
     monkeypatch.setitem(
-        messagebus.EVENT_HANDLERS, OrderDelivered, [boom, lambda e, ctx: calls.append("second")]
+        handlers.EVENT_HANDLERS, OrderDelivered, [boom, lambda e, ctx: calls.append("second")]
     )
     with UnitOfWork(relay_after_commit=False) as uow:
         uow.record(event())
         uow.commit()
     (row,) = messages()
-    from app.services.outbox import handle_message
-
     with pytest.raises(RuntimeError):
-        handle_message(db.session(), row.id)
+        handle_message(row.id, handlers.EVENT_HANDLERS)
     assert calls == ["boom", "second"]
     db.session.rollback()
     assert messages()[0].processed_at is None

@@ -32,7 +32,7 @@ from app.domain.outbox import OutboxMessage
 from app.domain.payments import Payment
 from app.extensions import db
 from app.services import payments as service
-from app.services.orders import apply_cancellation
+from app.services.cancellation import apply_cancellation
 from app.services.unit_of_work import UnitOfWork
 from tests.sandbox import API_KEY, Sandbox, sandbox_fixture  # noqa: F401
 from tests.shop import make_product, place_order_directly
@@ -103,7 +103,7 @@ def events() -> list[str]:
 
 def cancel(order_id: uuid.UUID, user_id: uuid.UUID) -> None:
     with UnitOfWork() as uow:
-        order = apply_cancellation(uow.session, order_id, Actor(user_id, "customer"), CANCELLED_BY_CUSTOMER)
+        order = apply_cancellation(uow, order_id, Actor(user_id, "customer"), CANCELLED_BY_CUSTOMER)
         uow.commit()
     assert order.id == order_id
 
@@ -362,7 +362,7 @@ def test_an_admin_refund_request_is_queued_through_the_outbox(
 ) -> None:
     order_id, payment_id = shop()
     charge(payment_id, gateway)
-    payment = service.request_refund(db.session, Actor(admin.id, "admin"), order_id)  # type: ignore[arg-type]
+    payment = service.request_refund(Actor(admin.id, "admin"), order_id)
     assert (payment.id, payment.status) == (payment_id, pay.COMPLETED)
     assert events()[-1] == "RefundRequested"
 
@@ -370,13 +370,13 @@ def test_an_admin_refund_request_is_queued_through_the_outbox(
 def test_only_a_completed_payment_can_be_refunded(shop: Any, admin: Any) -> None:
     order_id, _ = shop()
     with pytest.raises(InvalidTransition):
-        service.request_refund(db.session, Actor(admin.id, "admin"), order_id)  # type: ignore[arg-type]
+        service.request_refund(Actor(admin.id, "admin"), order_id)
 
 
 def test_customers_cannot_ask_for_refunds(shop: Any) -> None:
     order_id, _ = shop()
     with pytest.raises(Forbidden):
-        service.request_refund(db.session, Actor(shop.customer.id, "customer"), order_id)  # type: ignore[arg-type]
+        service.request_refund(Actor(shop.customer.id, "customer"), order_id)
 
 
 def _age(payment_id: uuid.UUID, seconds: int, **values: Any) -> None:

@@ -1,22 +1,15 @@
-"""The observer: which handlers react to which domain event. Handlers must be idempotent."""
+"""The observer's registry: which handlers react to which domain event. Handlers must be idempotent.
+
+The top of the service layer: it imports the use cases whose handlers it lists; nothing in
+``app.services`` imports it (the worker passes it to ``dispatch.handle_message``).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-
 from app.domain import events
+from app.services.dispatch import Handler
 from app.services.notifications import notify_customer
 from app.services.payments import on_order_cancelled, on_order_placed, on_refund_requested
-
-
-@dataclass(frozen=True)
-class EventContext:
-    event_id: int  # the outbox message id: a stable key for "once per event"
-    request_id: str | None
-
-
-Handler = Callable[[events.Event, EventContext], None]
 
 EVENT_HANDLERS: dict[type[events.Event], list[Handler]] = {
     # Money first: a failing notification must not delay a charge or a refund.
