@@ -10,6 +10,7 @@ from flask import current_app
 from app.adapters import queue
 from app.adapters.gateway import StripeGateway
 from app.adapters.mailer import SmtpMailer
+from app.domain.backoff import backoff_delay
 from app.services import dispatch, idempotency, notifications, payments, reconciliation
 from app.services.handlers import EVENT_HANDLERS
 
@@ -20,7 +21,8 @@ def dispatch_event(self, outbox_id: int) -> bool:  # type: ignore[no-untyped-def
     try:
         return dispatch.handle_message(outbox_id, EVENT_HANDLERS)
     except queue.BrokerUnavailable as exc:
-        raise self.retry(exc=exc, countdown=min(60, 2**self.request.retries)) from exc
+        delay = backoff_delay(self.request.retries + 1, 1.0, cap=60.0, jitter="none")
+        raise self.retry(exc=exc, countdown=delay) from exc
 
 
 @shared_task(name=queue.RELAY_OUTBOX, acks_late=True)

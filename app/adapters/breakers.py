@@ -1,5 +1,7 @@
 """Circuit breakers whose state lives in Redis, so every worker process sees the same circuit.
 
+The one breaker of the project: the payment gateway and SMTP both use it, each under its own name.
+
 ``SharedCircuitBreaker`` wraps pybreaker: the state (closed / open / half-open, the failure count,
 when it opened) is kept by ``pybreaker.CircuitRedisStorage`` under ``oms:breaker:<name>``. When
 Redis cannot be reached, calls go through a process-local in-memory breaker instead (checked again
@@ -34,7 +36,7 @@ class SharedCircuitBreaker:
         *,
         fail_max: int,
         reset_timeout: float,
-        exclude: Iterable[type[BaseException]] = (),
+        exclude: Iterable[type[BaseException] | Callable[[BaseException], bool]] = (),
         recheck_seconds: float = RECHECK_REDIS_SECONDS,
     ) -> None:
         self.name = name

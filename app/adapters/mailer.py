@@ -19,14 +19,12 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import pybreaker
-import redis
-from redis.exceptions import RedisError
 
+from app.adapters.breakers import SharedCircuitBreaker
 from app.log import get_logger
 
 log = get_logger(__name__)
 
-BREAKER_NAMESPACE = "oms-smtp"
 _TRUE = {"1", "true", "yes", "on"}
 
 
@@ -100,51 +98,37 @@ def _is_permanent_rejection(exc: BaseException) -> bool:
     return isinstance(exc, smtplib.SMTPResponseException) and 500 <= exc.smtp_code < 600
 
 
-class _RedisStorage(pybreaker.CircuitRedisStorage):
-    """pybreaker's Redis storage, but constructible while Redis is down (it then acts closed)."""
-
-    def _initialize_redis_state(self, state: str) -> None:
-        try:
-            super()._initialize_redis_state(state)
-        except RedisError as exc:
-            log.warning("breaker_storage_unavailable", breaker=BREAKER_NAMESPACE, error=str(exc))
-
-
-_breakers: dict[str, pybreaker.CircuitBreaker] = {}
+_breakers: dict[tuple[str, int, float], SharedCircuitBreaker] = {}
 _breakers_lock = threading.Lock()
 
 
-def smtp_breaker(redis_url: str, fail_max: int, reset_timeout: float) -> pybreaker.CircuitBreaker:
-    """The process's breaker for SMTP; its state and counters are shared through Redis."""
+def smtp_breaker(redis_url: str, fail_max: int, reset_timeout: float) -> SharedCircuitBreaker:
+    """The process's breaker for SMTP; its state and counters are shared through Redis (the same
+    breaker as the payment gateway's, under its own name)."""
+    key = (redis_url, fail_max, reset_timeout)
     with _breakers_lock:
-        breaker = _breakers.get(redis_url)
+        breaker = _breakers.get(key)
         if breaker is None:
-            client = redis.Redis.from_url(redis_url, socket_connect_timeout=0.5, socket_timeout=0.5)
-            breaker = pybreaker.CircuitBreaker(
+            breaker = _breakers[key] = SharedCircuitBreaker(
+                "smtp",
+                redis_url,
                 fail_max=fail_max,
                 reset_timeout=reset_timeout,
                 exclude=[_is_permanent_rejection],
-                state_storage=_RedisStorage(pybreaker.STATE_CLOSED, client, namespace=BREAKER_NAMESPACE),
-                name="smtp",
-                # Keep the real error of the attempt that trips the breaker (it goes to lastError).
-                throw_new_error_on_trip=False,
             )
-            _breakers[redis_url] = breaker
-        breaker.fail_max = fail_max
-        breaker.reset_timeout = reset_timeout
         return breaker
 
 
 @functools.cache
 def _tls_context() -> ssl.SSLContext:
     """One verifying TLS context per process: building one loads the CA bundle, which cost more
-    CPU than the rest of a delivery (half of the worker's time when it was built per message)."""
+    CPU than the rest of a delivery (docs/bench/README.md, fix 6)."""
     return ssl.create_default_context()
 
 
 class SmtpMailer:
     def __init__(
-        self, endpoint: SmtpEndpoint, mail_from: str, timeout: float, breaker: pybreaker.CircuitBreaker
+        self, endpoint: SmtpEndpoint, mail_from: str, timeout: float, breaker: SharedCircuitBreaker
     ) -> None:
         self.endpoint = endpoint
         self.mail_from = mail_from

@@ -114,6 +114,8 @@ def celery_config(config: dict[str, Any]) -> dict[str, Any]:
         "task_routes": {DELIVER_NOTIFICATION: {"queue": NOTIFICATIONS_QUEUE}},
         "task_create_missing_queues": True,
         "worker_hijack_root_logger": False,
+        # Processes per worker (``celery worker`` reads it when no ``--concurrency`` is given).
+        "worker_concurrency": int(config.get("WORKER_CONCURRENCY") or 2),
         "worker_send_task_events": False,
         "beat_schedule": beat_schedule(config),
         "beat_max_loop_interval": 5,

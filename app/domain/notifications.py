@@ -15,6 +15,7 @@ from sqlalchemy import BigInteger, CheckConstraint, DateTime, ForeignKey, Index,
 from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
+from app.domain.backoff import backoff_delay
 from app.domain.base import Base, new_id, utcnow
 
 N_PENDING = "PENDING"
@@ -33,8 +34,9 @@ def retry_delay(attempt: int, base: float, rng: random.Random | None = None) -> 
     Jitter spreads the retries of many notifications that failed together (an SMTP outage), so
     they do not hit the server again at the same instant.
     """
-    ceiling = min(MAX_RETRY_DELAY_SECONDS, base * 2 ** max(0, attempt - 1))
-    return ceiling / 2 + (rng or random).uniform(0, ceiling / 2)
+    return backoff_delay(
+        attempt, base, cap=MAX_RETRY_DELAY_SECONDS, jitter="equal", rand=(rng or random).random
+    )
 
 
 class Notification(Base):

@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
@@ -40,21 +41,35 @@ from app.domain.catalogue import (
 from app.domain.errors import Forbidden, InsufficientStock, InvalidTransition, NotFound, ValidationFailed
 from app.domain.events import OrderCancelled, OrderDelivered, OrderPlaced, OrderShipped, RefundRequested
 
-PLACED = "PLACED"
-SHIPPED = "SHIPPED"
-DELIVERED = "DELIVERED"
-CANCELLED = "CANCELLED"
-ORDER_STATUSES = (PLACED, SHIPPED, DELIVERED, CANCELLED)
 
-# ``cancel_reason`` values (also the ``reason`` of the CANCELLED history row).
-CANCELLED_BY_CUSTOMER = "CANCELLED_BY_CUSTOMER"  # the owner asked (PUT status CANCELLED or DELETE)
-CANCELLED_BY_ADMIN = "CANCELLED_BY_ADMIN"  # an admin asked (PUT status CANCELLED or DELETE)
-CANCELLED_BY_SYSTEM = "CANCELLED_BY_SYSTEM"  # a system actor asked without a more precise reason
-PAYMENT_FAILED = "PAYMENT_FAILED"  # the gateway declined the charge (payments worker)
-PAYMENT_TIMEOUT = "PAYMENT_TIMEOUT"  # still PENDING after PAYMENT_PENDING_TIMEOUT_SECONDS
-PAYMENT_REFUNDED = "PAYMENT_REFUNDED"  # an admin refunded the payment of a PLACED order
-# ``failureReason`` of a PENDING payment voided by a cancellation (unless the order timed out).
-PAYMENT_VOIDED_BY_CANCELLATION = "ORDER_CANCELLED"
+class OrderStatus(StrEnum):
+    PLACED = "PLACED"
+    SHIPPED = "SHIPPED"
+    DELIVERED = "DELIVERED"
+    CANCELLED = "CANCELLED"
+
+
+class CancelReason(StrEnum):
+    """``cancel_reason`` values (also the ``reason`` of the CANCELLED history row)."""
+
+    CANCELLED_BY_CUSTOMER = "CANCELLED_BY_CUSTOMER"  # the owner asked (PUT status CANCELLED or DELETE)
+    CANCELLED_BY_ADMIN = "CANCELLED_BY_ADMIN"  # an admin asked (PUT status CANCELLED or DELETE)
+    CANCELLED_BY_SYSTEM = "CANCELLED_BY_SYSTEM"  # a system actor asked without a more precise reason
+    PAYMENT_FAILED = "PAYMENT_FAILED"  # the gateway declined the charge (payments worker)
+    PAYMENT_TIMEOUT = "PAYMENT_TIMEOUT"  # still PENDING after PAYMENT_PENDING_TIMEOUT_SECONDS
+    PAYMENT_REFUNDED = "PAYMENT_REFUNDED"  # an admin refunded the payment of a PLACED order
+
+
+# Module-level names for the members, as the rest of the code spells them.
+PLACED, SHIPPED, DELIVERED, CANCELLED = OrderStatus
+ORDER_STATUSES = tuple(OrderStatus)
+CANCELLED_BY_CUSTOMER = CancelReason.CANCELLED_BY_CUSTOMER
+CANCELLED_BY_ADMIN = CancelReason.CANCELLED_BY_ADMIN
+CANCELLED_BY_SYSTEM = CancelReason.CANCELLED_BY_SYSTEM
+PAYMENT_FAILED = CancelReason.PAYMENT_FAILED
+PAYMENT_TIMEOUT = CancelReason.PAYMENT_TIMEOUT
+PAYMENT_REFUNDED = CancelReason.PAYMENT_REFUNDED
+CANCEL_REASONS = tuple(CancelReason)
 
 # Roles in the transition table: ``owner`` is the customer whose order it is.
 ROLE_OWNER = "owner"
@@ -239,7 +254,9 @@ class Order(Base):
                 # The charge task checks the status first, so a queued charge never runs now.
                 payment.status = pay.FAILED
                 payment.failure_reason = (
-                    PAYMENT_TIMEOUT if reason == PAYMENT_TIMEOUT else PAYMENT_VOIDED_BY_CANCELLATION
+                    pay.VoidReason.PAYMENT_TIMEOUT
+                    if reason == PAYMENT_TIMEOUT
+                    else pay.VoidReason.ORDER_CANCELLED
                 )
                 payment.updated_at = now
             elif payment.status == pay.COMPLETED:

@@ -5,25 +5,46 @@ from __future__ import annotations
 import random
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from enum import StrEnum
+from typing import Any
 
 from sqlalchemy import CheckConstraint, DateTime, ForeignKey, Integer, Numeric, String, Text
 from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
+from app.domain.backoff import backoff_delay
 from app.domain.base import Base, new_id, utcnow
+from app.domain.events import Event, PaymentCompleted, PaymentFailed, PaymentRefunded, RefundRequested
 
-PENDING = "PENDING"
-COMPLETED = "COMPLETED"
-FAILED = "FAILED"
-REFUNDED = "REFUNDED"
-PAYMENT_STATUSES = (PENDING, COMPLETED, FAILED, REFUNDED)
 
-CREDIT_CARD = "CREDIT_CARD"
-DEBIT_CARD = "DEBIT_CARD"
-PAYPAL = "PAYPAL"
-PAYMENT_METHODS = (CREDIT_CARD, DEBIT_CARD, PAYPAL)
+class PaymentStatus(StrEnum):
+    PENDING = "PENDING"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    REFUNDED = "REFUNDED"
+
+
+class PaymentMethod(StrEnum):
+    CREDIT_CARD = "CREDIT_CARD"
+    DEBIT_CARD = "DEBIT_CARD"
+    PAYPAL = "PAYPAL"
+
+
+class VoidReason(StrEnum):
+    """``failureReason`` of a PENDING payment voided by its order's cancellation."""
+
+    ORDER_CANCELLED = "ORDER_CANCELLED"  # the order was cancelled (by anyone, for any other reason)
+    PAYMENT_TIMEOUT = "PAYMENT_TIMEOUT"  # the order expired with its payment still PENDING
+
+
+# Module-level names for the members, as the rest of the code spells them.
+PENDING, COMPLETED, FAILED, REFUNDED = PaymentStatus
+PAYMENT_STATUSES = tuple(PaymentStatus)
+CREDIT_CARD, DEBIT_CARD, PAYPAL = PaymentMethod
+PAYMENT_METHODS = tuple(PaymentMethod)
 
 
 class Payment(Base):
@@ -51,10 +72,7 @@ class Payment(Base):
 
 # ---- the payment's rules ------------------------------------------------------------------------
 
-# ``failureReason`` values written when a cancellation voids a PENDING payment (see domain.orders).
-VOIDED_BY_CANCELLATION = "ORDER_CANCELLED"
-VOIDED_BY_TIMEOUT = "PAYMENT_TIMEOUT"
-VOID_REASONS = (VOIDED_BY_CANCELLATION, VOIDED_BY_TIMEOUT)
+VOID_REASONS = tuple(VoidReason)
 
 # What a charge task does with a payment.
 CHARGE = "CHARGE"
@@ -104,5 +122,87 @@ def charge_retry_delay(
     """
     if attempts >= max_attempts:
         return None
-    ceiling = min(MAX_RETRY_DELAY_SECONDS, base_seconds * 2 ** max(attempts - 1, 0))
-    return ceiling * rand()
+    return backoff_delay(attempts, base_seconds, cap=MAX_RETRY_DELAY_SECONDS, rand=rand)
+
+
+# ---- the payment's transitions ------------------------------------------------------------------
+#
+# The worker records a gateway's answer without holding the payment's row lock across the call, so
+# each outcome is a guarded write: it applies only while the row is still in the state the outcome
+# was decided from (a cancellation or another worker may have moved it meanwhile). The domain says
+# what the transition is, from which states, and which event it raises; the repository performs it
+# as one ``UPDATE … WHERE`` and says whether it applied; the service records the event if it did.
+
+
+@dataclass(frozen=True)
+class PaymentRef:
+    """The ids an outcome's event carries."""
+
+    payment_id: uuid.UUID
+    order_id: uuid.UUID
+    user_id: uuid.UUID | None
+
+    def event_ids(self) -> dict[str, str]:
+        return {
+            "order_id": str(self.order_id),
+            "user_id": str(self.user_id),
+            "payment_id": str(self.payment_id),
+        }
+
+
+@dataclass(frozen=True)
+class PaymentTransition:
+    """Set ``values`` on the payment if its status is one of ``from_statuses`` and its gateway
+    reference is absent or, when ``reference_may_be`` is given, equal to it (``any_reference``:
+    not checked); ``event`` is raised when it applied."""
+
+    payment_id: uuid.UUID
+    from_statuses: tuple[PaymentStatus, ...]
+    values: dict[str, Any]
+    event: Event
+    any_reference: bool = True
+    reference_may_be: str | None = None
+
+
+def completion(ref: PaymentRef, gateway_reference: str) -> PaymentTransition:
+    """The charge went through: PENDING → COMPLETED."""
+    return PaymentTransition(
+        ref.payment_id,
+        (PENDING,),
+        {"status": COMPLETED, "gateway_reference": gateway_reference, "failure_reason": None},
+        PaymentCompleted(**ref.event_ids()),
+    )
+
+
+def decline(ref: PaymentRef, reason: str) -> PaymentTransition:
+    """The gateway declined (or refused the request as invalid): PENDING → FAILED."""
+    return PaymentTransition(
+        ref.payment_id,
+        (PENDING,),
+        {"status": FAILED, "failure_reason": reason},
+        PaymentFailed(**ref.event_ids(), reason=reason),
+    )
+
+
+def late_charge(ref: PaymentRef, gateway_reference: str) -> PaymentTransition:
+    """A voided (FAILED) payment was charged after all: remember the charge, and ask for its refund."""
+    return PaymentTransition(
+        ref.payment_id,
+        (FAILED,),
+        {"gateway_reference": gateway_reference},
+        RefundRequested(**ref.event_ids()),
+        any_reference=False,
+    )
+
+
+def refund(ref: PaymentRef, gateway_reference: str, refund_reference: str | None) -> PaymentTransition:
+    """The charge ``gateway_reference`` was given back: COMPLETED (or a voided, charged FAILED) →
+    REFUNDED, once."""
+    return PaymentTransition(
+        ref.payment_id,
+        (COMPLETED, FAILED),
+        {"status": REFUNDED, "gateway_reference": gateway_reference, "refund_reference": refund_reference},
+        PaymentRefunded(**ref.event_ids()),
+        any_reference=False,
+        reference_may_be=gateway_reference,
+    )

@@ -27,8 +27,8 @@ class ProductRepository:
 
     def get(self, product_id: uuid.UUID) -> Product | None:
         # A statement built once: ``Session.get`` built, annotated and keyed a new SELECT on every
-        # call (a tenth of a GET /products/{id}). No identity-map shortcut needed: each request
-        # has a new session.
+        # call, a visible share of a GET /products/{id} in its profile. No identity-map shortcut
+        # needed: each request has a new session.
         return self.session.scalars(_PRODUCT_BY_ID, {"product_id": product_id}).first()
 
     def lock(self, product_id: uuid.UUID) -> Product | None:

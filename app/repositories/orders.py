@@ -68,7 +68,8 @@ class OrderRepository:
     def get(self, order_id: uuid.UUID) -> Order | None:
         """The order with its items and payment, joined: one statement, whatever the size.
 
-        (``selectinload`` built two more statements per call: half the CPU of ``GET /orders/{id}``.)
+        (``selectinload`` built two more statements per call, the main cost of ``GET /orders/{id}``:
+        docs/bench/README.md, fix 4.)
         """
         return self._seen(self.session.scalars(_ORDER_BY_ID, {"order_id": order_id}).unique().first())
 
@@ -142,7 +143,7 @@ class OrderRepository:
 
 # SQLAlchemy cannot cache the compiled form of a PostgreSQL ``INSERT … ON CONFLICT`` construct
 # (its ``Insert`` sets ``inherit_cache = False``), so building it per request recompiled it every
-# time: a tenth of a checkout's CPU. As text it is compiled once.
+# time (docs/bench/README.md, fix 2). As text it is compiled once.
 _CLAIM = text(
     """
     INSERT INTO idempotency_keys AS k

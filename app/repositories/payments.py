@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from app.domain.base import utcnow
 from app.domain.orders import CANCELLED, PLACED, Order
-from app.domain.payments import COMPLETED, FAILED, PENDING, REFUNDED, Payment
+from app.domain.payments import COMPLETED, FAILED, PENDING, Payment, PaymentTransition
 
 # Keep the identity map in step with what the UPDATE really changed (RETURNING), never with a
 # Python re-evaluation of the WHERE clause against possibly stale objects.
@@ -56,38 +56,19 @@ class PaymentRepository:
         )
         return result.scalar_one_or_none()
 
-    def complete(self, payment_id: uuid.UUID, gateway_reference: str) -> bool:
-        return self._update(
-            payment_id,
-            [Payment.status == PENDING],
-            status=COMPLETED,
-            gateway_reference=gateway_reference,
-            failure_reason=None,
-        )
-
-    def fail(self, payment_id: uuid.UUID, reason: str) -> bool:
-        return self._update(payment_id, [Payment.status == PENDING], status=FAILED, failure_reason=reason)
-
-    def record_late_charge(self, payment_id: uuid.UUID, gateway_reference: str) -> bool:
-        """A voided (FAILED) payment was charged after all: remember the charge so it gets refunded."""
-        return self._update(
-            payment_id,
-            [Payment.status == FAILED, Payment.gateway_reference.is_(None)],
-            gateway_reference=gateway_reference,
-        )
-
-    def refunded(self, payment_id: uuid.UUID, gateway_reference: str, refund_reference: str | None) -> bool:
-        """The charge ``gateway_reference`` was refunded: the payment is REFUNDED (once)."""
-        return self._update(
-            payment_id,
-            [
-                Payment.status.in_([COMPLETED, FAILED]),
-                (Payment.gateway_reference.is_(None)) | (Payment.gateway_reference == gateway_reference),
-            ],
-            status=REFUNDED,
-            gateway_reference=gateway_reference,
-            refund_reference=refund_reference,
-        )
+    def apply(self, transition: PaymentTransition) -> bool:
+        """Perform a transition the domain decided, as one guarded UPDATE; True when it applied
+        (False: the payment was no longer in a state it applies to)."""
+        where: list[Any] = [Payment.status.in_(transition.from_statuses)]
+        if not transition.any_reference:
+            if transition.reference_may_be is None:
+                where.append(Payment.gateway_reference.is_(None))
+            else:
+                where.append(
+                    Payment.gateway_reference.is_(None)
+                    | (Payment.gateway_reference == transition.reference_may_be)
+                )
+        return self._update(transition.payment_id, where, **transition.values)
 
     def stale_pending(self, *, idle_since: datetime, max_attempts: int, limit: int) -> list[uuid.UUID]:
         """PENDING payments of PLACED orders with attempts left and no activity since ``idle_since``."""

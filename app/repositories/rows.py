@@ -1,8 +1,9 @@
 """Core INSERTs and UPDATEs of entities the domain built, for the hot paths.
 
-The ORM's unit of work (flush) cost a checkout about a quarter of its CPU for six new objects and
-one dirty product; plain ``INSERT``s of the same rows cost a fraction of that. Entities written
-this way are not added to the session: the caller keeps them as the values they are.
+The ORM's unit of work (flush) was the largest single cost of a checkout for six new objects and
+one dirty product; plain ``INSERT``s of the same rows cost a fraction of that (docs/bench/README.md,
+fix 5). Entities written this way are not added to the session: the caller keeps them as the
+values they are.
 """
 
 from __future__ import annotations

@@ -34,9 +34,6 @@ from app.domain.events import (
     Event,
     OrderCancelled,
     OrderPlaced,
-    PaymentCompleted,
-    PaymentFailed,
-    PaymentRefunded,
     RefundRequested,
 )
 from app.domain.orders import PAYMENT_FAILED, PAYMENT_REFUNDED, PLACED, visible_order
@@ -86,6 +83,10 @@ class _ChargeRequest:
     token: str
     attempts: int
     created_at: datetime
+
+    @property
+    def ref(self) -> pay.PaymentRef:
+        return pay.PaymentRef(self.payment_id, self.order_id, self.user_id)
 
 
 # ---- charging -----------------------------------------------------------------------------------
@@ -161,18 +162,20 @@ def _start_attempt(payment_id: uuid.UUID) -> _ChargeRequest | None:
 def _record_success(request: _ChargeRequest, result: ChargeResult, gateway: PaymentGateway) -> PaymentOutcome:
     with UnitOfWork() as uow:
         uow.orders.lock_row(request.order_id)
-        payments = uow.payments
-        if payments.complete(request.payment_id, result.reference):
-            uow.record(PaymentCompleted(**_ids(request)))
+        completed = pay.completion(request.ref, result.reference)
+        if uow.payments.apply(completed):
+            uow.record(completed.event)
             uow.commit()
             log.info("payment_completed", payment_id=str(request.payment_id), reference=result.reference)
             return PaymentOutcome(COMPLETED)
         # No longer PENDING: another task recorded this very charge, or the order was cancelled
         # while we were charging — then the charge must not stand.
-        if not payments.record_late_charge(request.payment_id, result.reference):
+        late = pay.late_charge(request.ref, result.reference)
+        if not uow.payments.apply(late):
             return PaymentOutcome(SKIPPED)
-        # The outbox makes sure the refund happens even if the attempt below fails.
-        uow.record(RefundRequested(**_ids(request)))
+        # Its RefundRequested, through the outbox, makes sure the refund happens even if the
+        # attempt below fails.
+        uow.record(late.event)
         uow.commit()
     log.warning("charged_after_cancellation", payment_id=str(request.payment_id), reference=result.reference)
     return refund_payment(request.payment_id, gateway=gateway)
@@ -182,21 +185,14 @@ def _record_failure(request: _ChargeRequest, reason: str) -> PaymentOutcome:
     """Declined (or refused as invalid): FAILED, and the order CANCELLED with its stock returned."""
     with UnitOfWork() as uow:
         uow.orders.lock_row(request.order_id)
-        if not uow.payments.fail(request.payment_id, reason):
+        declined = pay.decline(request.ref, reason)
+        if not uow.payments.apply(declined):
             return PaymentOutcome(SKIPPED)
+        uow.record(declined.event)
         apply_cancellation(uow, request.order_id, SYSTEM, PAYMENT_FAILED)
-        uow.record(PaymentFailed(**_ids(request), reason=reason))
         uow.commit()
     log.info("payment_failed", payment_id=str(request.payment_id), reason=reason)
     return PaymentOutcome(DECLINED)
-
-
-def _ids(request: _ChargeRequest) -> dict[str, str]:
-    return {
-        "order_id": str(request.order_id),
-        "user_id": str(request.user_id),
-        "payment_id": str(request.payment_id),
-    }
 
 
 # ---- refunding ----------------------------------------------------------------------------------
@@ -280,13 +276,12 @@ class _RefundTarget:
 def _record_refund(target: _RefundTarget, reference: str, refund_reference: str | None) -> PaymentOutcome:
     with UnitOfWork() as uow:
         order = uow.orders.lock(target.order_id)
-        if not uow.payments.refunded(target.payment_id, reference, refund_reference):
-            return PaymentOutcome(SKIPPED)  # another task recorded it first
-        uow.record(
-            PaymentRefunded(
-                order_id=str(target.order_id), user_id=str(target.user_id), payment_id=str(target.payment_id)
-            )
+        refunded = pay.refund(
+            pay.PaymentRef(target.payment_id, target.order_id, target.user_id), reference, refund_reference
         )
+        if not uow.payments.apply(refunded):
+            return PaymentOutcome(SKIPPED)  # another task recorded it first
+        uow.record(refunded.event)
         if order is not None and order.status == PLACED:
             apply_cancellation(uow, target.order_id, SYSTEM, PAYMENT_REFUNDED)
         uow.commit()

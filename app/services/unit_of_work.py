@@ -16,7 +16,6 @@ place where transactions are retried.
 
 from __future__ import annotations
 
-import random
 import time
 from collections.abc import Callable
 from functools import cached_property
@@ -26,6 +25,7 @@ from typing import Any, TypeVar
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
+from app.domain.backoff import backoff_delay
 from app.domain.errors import ServiceUnavailable
 from app.domain.events import Event
 from app.extensions import db
@@ -266,5 +266,5 @@ def run_in_transaction(
                 raise ServiceUnavailable(
                     "The resources are busy; retry shortly", retry_after=1, reason=kind
                 ) from exc
-            time.sleep(random.uniform(0, base_delay * 2**attempt))
+            time.sleep(backoff_delay(attempt + 1, base_delay))
     raise AssertionError("unreachable")

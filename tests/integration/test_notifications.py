@@ -229,6 +229,6 @@ def test_the_smtp_breaker_opens_for_every_worker_and_then_fails_fast(app, app_ct
     assert (failed.status, failed.attempts) == (N_FAILED, 4)
     assert "circuit open" in failed.last_error  # attempts 3 and 4 never connected
     state = redis_lib.Redis.from_url(app.config["REDIS_URL"]).get(
-        f"{mailer.BREAKER_NAMESPACE}:pybreaker:state"
+        f"{mailer.SmtpMailer.from_config(app.config).breaker.namespace}:pybreaker:state"
     )
     assert state == b"open"  # in Redis: every worker process sees the same state

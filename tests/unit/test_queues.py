@@ -37,3 +37,11 @@ def test_the_procfile_worker_consumes_both_queues():
     for name in ("Procfile", "Procfile.dev"):
         worker = next(line for line in (ROOT / name).read_text().splitlines() if line.startswith("worker:"))
         assert re.search(rf"--queues {re.escape(queue.WORKER_QUEUES)}(\s|$)", worker), (name, worker)
+
+
+def test_the_worker_runs_as_many_processes_as_worker_concurrency_says():
+    # The Procfile's worker line gives no --concurrency: Celery takes worker_concurrency, which
+    # comes from the WORKER_CONCURRENCY setting (app/config.py, its one home).
+    assert queue.celery_config({**CONFIG, "WORKER_CONCURRENCY": 5})["worker_concurrency"] == 5
+    procfile = (ROOT / "Procfile").read_text()
+    assert "--concurrency" not in procfile
