@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
-import re
 import uuid
 from typing import Any
 
@@ -13,6 +10,7 @@ from flask import Response, current_app, request, url_for
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
+from app.api.idempotency import IDEMPOTENCY_DOC, idempotent, replayed
 from app.api.schemas import Money, PageArgsSchema, StrictSchema, page_body, page_of
 from app.api.security import authenticated, current_actor, subject_or_address
 from app.domain.errors import ValidationFailed
@@ -21,7 +19,7 @@ from app.domain.payments import CREDIT_CARD, PAYMENT_METHODS
 from app.extensions import limiter
 from app.observability import ORDERS_PLACED
 from app.services import orders as service
-from app.services.idempotency import Idempotent, KeyUse, Replay, StoredResponse
+from app.services.idempotency import Idempotent, Replay
 
 blp = Blueprint(
     "orders",
@@ -38,19 +36,6 @@ blp = Blueprint(
     ),
 )
 
-IDEMPOTENCY_KEY = re.compile(r"^[\x20-\x7e]{1,255}$")
-IDEMPOTENCY_DOC = {
-    "name": "Idempotency-Key",
-    "in": "header",
-    "required": False,
-    "schema": {"type": "string", "minLength": 1, "maxLength": 255},
-    "description": (
-        "1 to 255 printable ASCII characters, scoped to the user and kept 24 h. A repeat with the same "
-        "key and body returns the first response with `Idempotent-Replayed: true` and creates nothing; "
-        "the same key with another body → 422; a repeat while the first is still running → 409. Only "
-        "a request that created its order is remembered: a failed one leaves the key free."
-    ),
-}
 IF_MATCH_DOC = {
     "name": "If-Match",
     "in": "header",
@@ -147,21 +132,6 @@ class OrderHistorySchema(ma.Schema):
 # ---- helpers ------------------------------------------------------------------------------------
 
 
-def _idempotency_use(scope: uuid.UUID) -> KeyUse | None:
-    """The request's Idempotency-Key (checked), scoped to the user, with the hash of the request."""
-    key = request.headers.get("Idempotency-Key")
-    if key is None:
-        return None
-    if not IDEMPOTENCY_KEY.match(key):
-        raise ValidationFailed(
-            "The Idempotency-Key header is invalid",
-            {"Idempotency-Key": ["Must be 1 to 255 printable ASCII characters."]},
-        )
-    canonical = json.dumps(request.get_json(silent=True), sort_keys=True, separators=(",", ":"))
-    digest = hashlib.sha256(f"{request.method} {request.path}\n{canonical}".encode()).hexdigest()
-    return KeyUse(scope=scope, key=key, request_hash=digest)
-
-
 def _if_match_versions() -> list[int] | None:
     """The versions an If-Match header accepts (``"3"``, ``3`` or ``W/"3"``); None when absent or ``*``."""
     header = request.headers.get("If-Match")
@@ -177,19 +147,6 @@ def _if_match_versions() -> list[int] | None:
 
 def _etag(order: Order) -> str:
     return f'"{order.version}"'
-
-
-def _created(order: Order) -> StoredResponse:
-    """What a repeat of this checkout gets back: the 201 and the body of the first answer."""
-    return StoredResponse(status=201, body=OrderSchema().dump(order), resource_id=order.id)
-
-
-def _replayed(stored: StoredResponse) -> Response:
-    """The first answer again, as it was sent, marked as a replay."""
-    response = Response(json.dumps(stored.body), status=stored.status, mimetype="application/json")
-    response.headers["Location"] = url_for("orders.OrderById", order_id=stored.resource_id)
-    response.headers["Idempotent-Replayed"] = "true"
-    return response
 
 
 def checkout_rate_limit() -> str:
@@ -241,7 +198,9 @@ class Orders(MethodView):
     def post(self, data: dict[str, Any]) -> tuple[Order, dict[str, str]] | Response:
         """Place an order from the caller's cart (checkout)."""
         actor = current_actor()
-        use = _idempotency_use(actor.user_id) if actor.user_id is not None else None
+        idempotency: Idempotent[Order] | None = idempotent(
+            actor, OrderSchema(), 201, resource_id=lambda order: order.id
+        )
         token = data.get("paymentToken") or current_app.config["PAYMENT_DEFAULT_TOKEN"]
         if not token:
             raise ValidationFailed(
@@ -257,10 +216,10 @@ class Orders(MethodView):
             ),
             currency=current_app.config["CURRENCY"],
             feature_ttl=float(current_app.config["FEATURE_CACHE_SECONDS"]),
-            idempotency=Idempotent(use, _created) if use is not None else None,
+            idempotency=idempotency,
         )
         if isinstance(result, Replay):
-            return _replayed(result.response)
+            return replayed(result.response, "orders.OrderById", order_id=result.response.resource_id)
         ORDERS_PLACED.inc()
         return result, {"Location": url_for("orders.OrderById", order_id=result.id)}
 
