@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from app.domain.carts import Cart, CartItem
-from app.domain.users import User
+from app.domain.users import User, email_key
 
 
 class UserRepository:
@@ -34,8 +34,8 @@ class UserRepository:
         return self.session.scalars(stmt).first()
 
     def by_email(self, email: str, *, lock: bool = False) -> User | None:
-        """Case-insensitive lookup; served by the ``lower(email)`` unique index."""
-        stmt = select(User).where(func.lower(User.email) == email.lower())
+        """The account of this address by the one comparison rule (``email_key``, its unique index)."""
+        stmt = select(User).where(User.email_key == email_key(email))
         if lock:
             stmt = stmt.with_for_update().execution_options(populate_existing=True)
         return self.session.scalars(stmt).first()
