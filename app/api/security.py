@@ -24,7 +24,7 @@ from sqlalchemy import bindparam, select
 from app.api.errors import problem
 from app.api.openapi import response_ref
 from app.domain.actors import Actor
-from app.domain.errors import Forbidden, NotFound
+from app.domain.errors import Forbidden, NotFound, Unauthorized
 from app.domain.users import User
 from app.extensions import db, jwt
 from app.log import current_request_id
@@ -153,7 +153,12 @@ def enforce_policy() -> None:
         return
     verify_jwt_in_request()
     claims = get_jwt()
-    actor = Actor(uuid.UUID(claims["sub"]), claims.get("role", "customer"), current_request_id())
+    # The role as the database has it now (read with the token version, in _is_revoked), never the
+    # token's claim: a demotion takes effect at the next request, not when the token expires.
+    role = g.pop("_token_user_role", None)
+    if role is None:
+        raise Unauthorized("The bearer token is invalid")
+    actor = Actor(uuid.UUID(claims["sub"]), role, current_request_id())
     g.actor = actor
     if policy.kind == ADMIN and not actor.is_admin:
         raise Forbidden("This operation is reserved to administrators")
@@ -192,7 +197,7 @@ def issue_token(user: User) -> tuple[str, int]:
     return token, expires
 
 
-_TOKEN_STATE = select(User.token_version, User.deleted_at).where(User.id == bindparam("user_id"))
+_TOKEN_STATE = select(User.token_version, User.deleted_at, User.role).where(User.id == bindparam("user_id"))
 
 
 def _unauthorized(detail: str) -> Response:
@@ -234,6 +239,9 @@ def init_security(app: Flask) -> None:
         begin_read(session)
         row = session.execute(_TOKEN_STATE, {"user_id": user_id}).first()
         session.rollback()  # ends the autocommit read: the view's transaction starts afresh
-        return row is None or row.deleted_at is not None or row.token_version != payload.get("tv")
+        if row is None or row.deleted_at is not None or row.token_version != payload.get("tv"):
+            return True
+        g._token_user_role = row.role
+        return False
 
     app.before_request(enforce_policy)

@@ -6,6 +6,7 @@ import uuid
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -21,6 +22,7 @@ from app.domain.errors import (
     InvalidTransition,
     NotFound,
     PreconditionFailed,
+    TotalChanged,
     ValidationFailed,
     VersionConflict,
 )
@@ -109,6 +111,8 @@ class CheckoutRequest:
     cart_id: uuid.UUID
     payment_method: str
     payment_token: str
+    # The total the customer saw; None accepts whatever the current prices make.
+    expected_total: Decimal | None = None
 
 
 @dataclass(frozen=True)
@@ -201,6 +205,9 @@ def _checkout(
                 payment_token=request.payment_token,
                 actor=placer,
             )
+            total = placement.order.total_amount
+            if request.expected_total is not None and total != request.expected_total:
+                raise TotalChanged(request.expected_total, total)
             # Plain INSERTs/UPDATEs rather than the ORM's flush: a quarter of a checkout's CPU.
             OrderRepository(session).insert_placement(placement)
             StockLedgerRepository(session).insert_all(placement.movements)
