@@ -153,6 +153,8 @@ class Settings:
     # Checkouts per user (JWT subject): a cap on the sensitive business flow (OWASP API6).
     CHECKOUT_RATE_LIMIT: str = "30/minute"
     PAYMENT_DEFAULT_TOKEN: str = "pm_card_visa"  # noqa: S105 (a test card id)
+    # The payment sandbox signs the events it sends with this (dev and tests only, SPEC §5.3).
+    SANDBOX_WEBHOOK_SECRET: str = "whsec_sandbox"  # noqa: S105 (the sandbox's published test secret)
     FEATURE_CACHE_SECONDS: float = 5.0
     JWT_EXPIRES_SECONDS: int = 3600
     CURRENCY: str = "USD"
@@ -246,6 +248,7 @@ class Settings:
             METRICS_TOKEN=metrics_token,
             CHECKOUT_RATE_LIMIT=env.get("CHECKOUT_RATE_LIMIT") or cls.CHECKOUT_RATE_LIMIT,
             PAYMENT_DEFAULT_TOKEN=env.get("PAYMENT_DEFAULT_TOKEN", default_token),
+            SANDBOX_WEBHOOK_SECRET=env.get("SANDBOX_WEBHOOK_SECRET") or cls.SANDBOX_WEBHOOK_SECRET,
             FEATURE_CACHE_SECONDS=_float(env, "FEATURE_CACHE_SECONDS", cls.FEATURE_CACHE_SECONDS),
             JWT_EXPIRES_SECONDS=_int(env, "JWT_EXPIRES_SECONDS", cls.JWT_EXPIRES_SECONDS, 1),
             CURRENCY=(env.get("CURRENCY") or cls.CURRENCY).upper(),
