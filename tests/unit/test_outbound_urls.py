@@ -71,7 +71,8 @@ def test_private_urls_pass_when_allowed():
 
 
 @pytest.mark.parametrize(
-    "url", ["ftp://8.8.8.8/", "file:///etc/passwd", "gopher://8.8.8.8/", "http://user:pw@8.8.8.8/", "http:///x"]
+    "url",
+    ["ftp://8.8.8.8/", "file:///etc/passwd", "gopher://8.8.8.8/", "http://user:pw@8.8.8.8/", "http:///x"],
 )
 def test_only_plain_http_urls_without_credentials(url: str):
     with pytest.raises(UnsafeUrl):
