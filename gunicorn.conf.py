@@ -18,7 +18,11 @@ errorlog = "-"
 # and a client that had just sent a request on one gets "connection reset" (the soak saw exactly
 # that, docs/soak.md). Memory stays flat without it (docs/soak.json), so recycling buys nothing.
 max_requests = 0
-forwarded_allow_ips = "*"
+# gunicorn believes X-Forwarded-Proto/-For only from these peers. With no proxy in front
+# (TRUSTED_PROXY_COUNT=0, the default) nobody is believed: a client cannot claim https or another
+# address. Behind N proxies (Heroku's router: 1) the nearest proxy's address is not fixed, so its
+# headers are accepted and the app's ProxyFix takes exactly N hops of them, no more.
+forwarded_allow_ips = "*" if _settings.TRUSTED_PROXY_COUNT else ""
 
 
 def post_worker_init(worker):  # type: ignore[no-untyped-def]

@@ -16,6 +16,7 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """Build the application; ``config`` overrides settings (as the environment would) and Flask keys."""
+    from app.adapters.passwords import limit_concurrency as limit_hashing
     from app.adapters.queue import celery_init_app
     from app.api.errors import register_error_handlers
     from app.api.openapi import ProblemResponsesPlugin
@@ -33,6 +34,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.config.update(overrides)
     app.config["SETTINGS"] = settings
     configure_logging(app.config["LOG_LEVEL"])
+    limit_hashing(settings.PASSWORD_HASH_CONCURRENCY, settings.PASSWORD_HASH_WAIT_SECONDS)
 
     db.init_app(app)
     migrate.init_app(app, db, directory=str(MIGRATIONS_DIR), compare_type=True)

@@ -53,12 +53,23 @@ def seed_demo_command() -> None:
 @click.command("payments-sandbox")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
 @click.option("--port", default=12111, show_default=True, type=int, help="Port to listen on.")
-def payments_sandbox_command(host: str, port: int) -> None:
+@click.option(
+    "--webhook-url",
+    default=None,
+    help="Send every state change as a Stripe-signed event here "
+    "(e.g. http://127.0.0.1:5000/webhooks/stripe); "
+    "signed with SANDBOX_WEBHOOK_SECRET [whsec_sandbox].",
+)
+def payments_sandbox_command(host: str, port: int, webhook_url: str | None) -> None:
     """Serve the Stripe-compatible payment sandbox (development and tests only; state in memory)."""
+    from app.config import Settings
     from app.payments_sandbox import SandboxServer
 
-    server = SandboxServer(host, port)
+    secret = Settings.from_env().SANDBOX_WEBHOOK_SECRET
+    server = SandboxServer(host, port, webhook_url=webhook_url, webhook_secret=secret)
     click.echo(f"payment sandbox listening on {server.url}", err=True)
+    if webhook_url:
+        click.echo(f"payment sandbox sends its events to {webhook_url}", err=True)
     with contextlib.suppress(KeyboardInterrupt):
         server.serve_forever()
 

@@ -3,11 +3,33 @@
 from __future__ import annotations
 
 import os
+import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import Any
 
 EMBEDDED = "embedded"
+ROOT = Path(__file__).resolve().parent.parent
+# Where development keeps the signing key it generated (so restarts keep tokens valid).
+DEV_SECRET_KEY_FILE = ROOT / "instance" / "secret_key"
+MIN_SECRET_KEY_LENGTH = 32
+# Keys that were published as defaults or examples (by this repository or by common templates):
+# anyone can sign tokens with them, so they are refused in every environment.
+KNOWN_EXAMPLE_KEYS = frozenset(
+    {
+        "dev-insecure-secret-key-change-me-0123456789",
+        "compose-local-secret-key-change-me-0123456789",
+        "bench-secret-key-0123456789abcdef0123456789",
+        "a-production-secret-that-is-long-enough-0123456789",
+        "your-secret-key",
+        "secret",
+        "changeme",
+        "change-me",
+        "super-secret",
+        "supersecretkey",
+    }
+)
 
 
 class ConfigError(RuntimeError):
@@ -45,6 +67,41 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
         raise ConfigError(f"{name} must be a number, got {raw!r}") from exc
 
 
+def _checked_secret_key(secret: str) -> str:
+    """An explicit SECRET_KEY: long enough and not one the world already knows."""
+    folded = secret.strip().lower()
+    if folded in KNOWN_EXAMPLE_KEYS or "change-me" in folded or "changeme" in folded:
+        raise ConfigError("SECRET_KEY is a published example key: generate one (openssl rand -hex 32)")
+    if len(secret) < MIN_SECRET_KEY_LENGTH:
+        raise ConfigError(f"SECRET_KEY must be at least {MIN_SECRET_KEY_LENGTH} characters")
+    return secret
+
+
+def development_secret_key(path: Path | None = None) -> str:
+    """The key development generated once under ``instance/``, created on first use.
+
+    Several processes may start at once (gunicorn workers, celery, beat): the key is written to a
+    private temporary file and hard-linked into place, so exactly one candidate wins and every
+    process reads the same key.
+    """
+    path = path or DEV_SECRET_KEY_FILE
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.write(fd, secrets.token_hex(32).encode())
+        finally:
+            os.close(fd)
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass  # another process won the race: use its key
+        finally:
+            tmp.unlink()
+    return path.read_text().strip()
+
+
 def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     raw = (env.get(name) or "").strip().lower()
     if not raw:
@@ -63,7 +120,8 @@ class Settings:
     APP_ENV: str = "development"
     DATABASE_URL: str = EMBEDDED
     REDIS_URL: str = EMBEDDED
-    SECRET_KEY: str = "dev-insecure-secret-key-change-me-0123456789"  # noqa: S105 (dev only)
+    # No default: production requires one; development generates its own (instance/secret_key).
+    SECRET_KEY: str = ""
     PORT: int = 5000
     WEB_CONCURRENCY: int = 2
     WORKER_CONCURRENCY: int = 2
@@ -82,9 +140,21 @@ class Settings:
     RECONCILE_INTERVAL_SECONDS: int = 300
     OUTBOX_INTERVAL_SECONDS: float = 5.0
     AUTH_RATE_LIMIT: str = "10/minute"
+    # Failed logins per account (the case-folded e-mail), whatever the client address.
+    AUTH_ACCOUNT_RATE_LIMIT: str = "20/hour"
+    # Sign-ups per client address: each costs an argon2 hash (CPU on purpose).
+    SIGNUP_RATE_LIMIT: str = "10/hour"
+    # Password hashes (argon2) running at once in one process; the next wait (up to
+    # PASSWORD_HASH_WAIT_SECONDS, then 503) so a sign-up or login flood cannot starve other requests.
+    PASSWORD_HASH_CONCURRENCY: int = 1
+    PASSWORD_HASH_WAIT_SECONDS: float = 10.0
+    # When set, GET /metrics requires `Authorization: Bearer <METRICS_TOKEN>` (required in production).
+    METRICS_TOKEN: str = ""
     # Checkouts per user (JWT subject): a cap on the sensitive business flow (OWASP API6).
     CHECKOUT_RATE_LIMIT: str = "30/minute"
     PAYMENT_DEFAULT_TOKEN: str = "pm_card_visa"  # noqa: S105 (a test card id)
+    # The payment sandbox signs the events it sends with this (dev and tests only, SPEC §5.3).
+    SANDBOX_WEBHOOK_SECRET: str = "whsec_sandbox"  # noqa: S105 (the sandbox's published test secret)
     FEATURE_CACHE_SECONDS: float = 5.0
     JWT_EXPIRES_SECONDS: int = 3600
     CURRENCY: str = "USD"
@@ -126,14 +196,24 @@ class Settings:
         app_env = env.get("APP_ENV", "development") or "development"
         production = app_env == "production"
         secret = env.get("SECRET_KEY", "")
-        if production and len(secret) < 32:
-            raise ConfigError("SECRET_KEY (at least 32 characters) is required when APP_ENV=production")
+        if secret:
+            secret = _checked_secret_key(secret)
+        elif production:
+            raise ConfigError(
+                f"SECRET_KEY (at least {MIN_SECRET_KEY_LENGTH} characters) is required "
+                "when APP_ENV=production"
+            )
+        else:
+            secret = development_secret_key()
+        metrics_token = env.get("METRICS_TOKEN", "")
+        if production and not metrics_token:
+            raise ConfigError("METRICS_TOKEN is required when APP_ENV=production (it guards GET /metrics)")
         default_token = "" if production else "pm_card_visa"
         return cls(
             APP_ENV=app_env,
             DATABASE_URL=env.get("DATABASE_URL") or EMBEDDED,
             REDIS_URL=env.get("REDIS_URL") or EMBEDDED,
-            SECRET_KEY=secret or cls.SECRET_KEY,
+            SECRET_KEY=secret,
             PORT=_int(env, "PORT", cls.PORT, 1),
             WEB_CONCURRENCY=_int(env, "WEB_CONCURRENCY", cls.WEB_CONCURRENCY, 1),
             WORKER_CONCURRENCY=_int(env, "WORKER_CONCURRENCY", cls.WORKER_CONCURRENCY, 1),
@@ -157,8 +237,18 @@ class Settings:
             ),
             OUTBOX_INTERVAL_SECONDS=_float(env, "OUTBOX_INTERVAL_SECONDS", cls.OUTBOX_INTERVAL_SECONDS),
             AUTH_RATE_LIMIT=env.get("AUTH_RATE_LIMIT") or cls.AUTH_RATE_LIMIT,
+            AUTH_ACCOUNT_RATE_LIMIT=env.get("AUTH_ACCOUNT_RATE_LIMIT") or cls.AUTH_ACCOUNT_RATE_LIMIT,
+            SIGNUP_RATE_LIMIT=env.get("SIGNUP_RATE_LIMIT") or cls.SIGNUP_RATE_LIMIT,
+            PASSWORD_HASH_CONCURRENCY=_int(
+                env, "PASSWORD_HASH_CONCURRENCY", cls.PASSWORD_HASH_CONCURRENCY, 1
+            ),
+            PASSWORD_HASH_WAIT_SECONDS=_float(
+                env, "PASSWORD_HASH_WAIT_SECONDS", cls.PASSWORD_HASH_WAIT_SECONDS
+            ),
+            METRICS_TOKEN=metrics_token,
             CHECKOUT_RATE_LIMIT=env.get("CHECKOUT_RATE_LIMIT") or cls.CHECKOUT_RATE_LIMIT,
             PAYMENT_DEFAULT_TOKEN=env.get("PAYMENT_DEFAULT_TOKEN", default_token),
+            SANDBOX_WEBHOOK_SECRET=env.get("SANDBOX_WEBHOOK_SECRET") or cls.SANDBOX_WEBHOOK_SECRET,
             FEATURE_CACHE_SECONDS=_float(env, "FEATURE_CACHE_SECONDS", cls.FEATURE_CACHE_SECONDS),
             JWT_EXPIRES_SECONDS=_int(env, "JWT_EXPIRES_SECONDS", cls.JWT_EXPIRES_SECONDS, 1),
             CURRENCY=(env.get("CURRENCY") or cls.CURRENCY).upper(),

@@ -34,6 +34,7 @@ import os
 import platform
 import random
 import re
+import secrets
 import signal
 import statistics
 import subprocess
@@ -121,7 +122,8 @@ class Bench:
             "DATABASE_URL": self.db_url,
             "REDIS_URL": self.redis_url,
             "APP_ENV": "production",
-            "SECRET_KEY": "bench-secret-key-0123456789abcdef0123456789",
+            "SECRET_KEY": secrets.token_hex(32),
+            "METRICS_TOKEN": secrets.token_hex(16),
             "PAYMENT_DEFAULT_TOKEN": "pm_card_visa",
             "PORT": str(self.web_port),
             "WEB_CONCURRENCY": str(plan.web_concurrency),
@@ -177,6 +179,7 @@ class Bench:
                 "LOG_LEVEL": "WARNING",
                 "APP_ENV": "production",
                 "SECRET_KEY": self.env["SECRET_KEY"],
+                "METRICS_TOKEN": self.env["METRICS_TOKEN"],
                 "PAYMENT_DEFAULT_TOKEN": "pm_card_visa",
             }
         )

@@ -338,6 +338,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "SMTP_URL": f"smtp://127.0.0.1:{smtp_port}",
         "CELERY_BEAT_SCHEDULE": str(workdir / "celerybeat-schedule"),
         "AUTH_RATE_LIMIT": "100000/minute",  # seeding logs in every shopper from one address
+        "AUTH_ACCOUNT_RATE_LIMIT": "100000/minute",
+        "SIGNUP_RATE_LIMIT": "100000/minute",
         "LOG_LEVEL": "WARNING",
         "PYTHONUNBUFFERED": "1",
     }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -15,6 +16,8 @@ from flask.testing import FlaskClient
 from sqlalchemy import make_url, text
 
 TABLES_KEPT = {"alembic_version"}
+# Generated per run: no signing key is written in the repository (SPEC §5.10).
+TEST_SECRET_KEY = secrets.token_hex(32)
 
 
 def _worker_index(worker_id: str) -> int:
@@ -85,10 +88,13 @@ def make_app(database_url: str, redis_url: str, **overrides: Any) -> Flask:
         "DATABASE_URL": database_url,
         "REDIS_URL": redis_url,
         "AUTH_RATE_LIMIT": "1000/minute",
+        "AUTH_ACCOUNT_RATE_LIMIT": "1000/minute",
+        "SIGNUP_RATE_LIMIT": "1000/minute",
         "CHECKOUT_RATE_LIMIT": "1000/minute",
         "STRIPE_API_BASE": "http://127.0.0.1:9",  # tests that charge start their own sandbox
         "SMTP_URL": "smtp://127.0.0.1:9",
         "LOG_LEVEL": "WARNING",
+        "SECRET_KEY": TEST_SECRET_KEY,
     }
     config.update(overrides)
     application = create_app(config)

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import marshmallow as ma
-from flask import current_app
+from flask import Response, current_app, request
 from flask.views import MethodView
 from flask_limiter.util import get_remote_address
 from flask_smorest import Blueprint
 
 from app.api.schemas import StrictSchema
 from app.api.security import issue_token, public
-from app.domain.users import MAX_EMAIL_LENGTH, MAX_PASSWORD_LENGTH
+from app.domain.users import MAX_EMAIL_LENGTH, MAX_PASSWORD_LENGTH, email_key
 from app.extensions import limiter
 from app.services import users as service
 
@@ -45,14 +46,45 @@ def auth_rate_limit() -> str:
     return str(current_app.config["AUTH_RATE_LIMIT"])
 
 
+def account_rate_limit() -> str:
+    """``AUTH_ACCOUNT_RATE_LIMIT``: failed logins per account, from any number of addresses."""
+    return str(current_app.config["AUTH_ACCOUNT_RATE_LIMIT"])
+
+
+def account_key() -> str:
+    """The account a login names: its e-mail by the one comparison rule (so case does not dodge it)."""
+    body = request.get_json(silent=True)
+    email = body.get("email") if isinstance(body, dict) else None
+    if not isinstance(email, str) or not email or len(email) > MAX_EMAIL_LENGTH:
+        return "account:-"
+    # Hashed: no address in Redis keys, and a bounded key length.
+    digest = hashlib.sha256(email_key(email).encode("utf-8", "surrogatepass")).hexdigest()
+    return f"account:{digest[:32]}"
+
+
+def _failed_login(response: Response) -> bool:
+    return response.status_code == 401
+
+
 @blp.route("/auth/token")
 class Token(MethodView):
     @public
     # Outside the body parsing: malformed attempts count against the limit too.
     @limiter.limit(auth_rate_limit, key_func=get_remote_address)
+    # Only failures count here: an owner logging in is never locked out by their own successes.
+    @limiter.limit(account_rate_limit, key_func=account_key, deduct_when=_failed_login)
     @blp.arguments(TokenRequestSchema)
     @blp.response(200, TokenSchema)
     @blp.alt_response(401, response="UNAUTHORIZED", description="Wrong email or password")
+    @blp.alt_response(
+        429,
+        response="TOO_MANY_REQUESTS",
+        description="More attempts from this address than AUTH_RATE_LIMIT, or more failed logins of "
+        "this account than AUTH_ACCOUNT_RATE_LIMIT",
+    )
+    @blp.alt_response(
+        503, response="SERVICE_UNAVAILABLE", description="Too many password checks at once in this process"
+    )
     def post(self, data: dict[str, Any]) -> dict[str, Any]:
         """Log in: exchange an email and password for a bearer token."""
         user = service.authenticate(data["email"], data["password"])

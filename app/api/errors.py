@@ -170,6 +170,13 @@ def handle_data_error(exc: sa_exc.DataError) -> Response:
     return problem(400, "The request holds a value the database cannot store or compare")
 
 
+def handle_unencodable_text(exc: UnicodeEncodeError) -> Response:
+    """Text with no UTF-8 form (a lone surrogate) that reached the database driver: schemas name
+    the field where they can (422 too); this is the net behind them, before anything was written."""
+    log.warning("unencodable_text", error=f"{exc.reason} at {exc.start}")
+    return problem(422, "The request holds text that cannot be stored (lone surrogates are not Unicode)")
+
+
 def handle_unexpected(exc: Exception) -> Response:
     log.exception("unhandled_exception", error_type=type(exc).__name__)
     return problem(500, "An unexpected error occurred; it has been logged")
@@ -184,4 +191,5 @@ def register_error_handlers(app: Flask) -> None:
     app.register_error_handler(sa_exc.InterfaceError, handle_database_unavailable)
     app.register_error_handler(sa_exc.IntegrityError, handle_integrity_error)
     app.register_error_handler(sa_exc.DataError, handle_data_error)
+    app.register_error_handler(UnicodeEncodeError, handle_unencodable_text)
     app.register_error_handler(Exception, handle_unexpected)

@@ -32,6 +32,8 @@ class ProblemSchema(ma.Schema):
         }
     )
     currentVersion = ma.fields.Integer(metadata={"description": "On version conflicts"})
+    expectedTotal = ma.fields.Float(metadata={"description": "Checkout: the total the client expected"})
+    totalAmount = ma.fields.Float(metadata={"description": "Checkout: the total at current prices"})
 
 
 # Responses every operation can produce, whatever it does.

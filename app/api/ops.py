@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import hmac
 from typing import Any
 
 import marshmallow as ma
 import redis
-from flask import Response, current_app
+from flask import Response, current_app, request
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from app.api.errors import problem
 from app.api.security import public
+from app.domain.errors import Unauthorized
 from app.lifecycle import is_draining
 from app.observability import metrics_response
 from app.services.ops import database_ping
@@ -91,6 +93,17 @@ class Ready(MethodView):
 class Metrics(MethodView):
     @public
     @blp.response(200, description="Prometheus text exposition format", content_type="text/plain")
+    @blp.alt_response(401, response="UNAUTHORIZED", description="METRICS_TOKEN is set and was not sent")
     def get(self) -> Response:
-        """Prometheus metrics."""
+        """Prometheus metrics (with `Authorization: Bearer <METRICS_TOKEN>` when that is set)."""
+        require_metrics_token(current_app.config.get("METRICS_TOKEN", ""))
         return metrics_response(current_app._get_current_object())  # type: ignore[attr-defined]
+
+
+def require_metrics_token(expected: str) -> None:
+    """Versions and business counts are not for everyone: a scraper presents the shared token."""
+    if not expected:
+        return
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), expected.encode()):
+        raise Unauthorized("GET /metrics requires Authorization: Bearer <METRICS_TOKEN>")

@@ -11,7 +11,7 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from app.api.idempotency import IDEMPOTENCY_DOC, idempotent, replayed
-from app.api.schemas import Money, PageArgsSchema, StrictSchema, page_body, page_of
+from app.api.schemas import MAX_MONEY, Money, PageArgsSchema, StrictSchema, page_body, page_of
 from app.api.security import authenticated, current_actor, subject_or_address
 from app.domain.errors import ValidationFailed
 from app.domain.orders import ORDER_STATUSES, Order, OrderStatusChange
@@ -90,6 +90,14 @@ class OrderCreateSchema(StrictSchema):
             "description": "The gateway's payment method id (e.g. pm_card_visa); defaults to "
             "PAYMENT_DEFAULT_TOKEN, required where that is empty (production)",
             "example": "pm_card_visa",
+        },
+    )
+    expectedTotal = Money(
+        validate=ma.validate.Range(min=0, max=MAX_MONEY),
+        metadata={
+            "description": "The total the customer was shown; if the order at current prices costs "
+            "anything else → 409 `{expectedTotal, totalAmount}` and nothing changes",
+            "example": 59.97,
         },
     )
 
@@ -177,7 +185,8 @@ class Orders(MethodView):
         409,
         response="CONFLICT",
         description="Insufficient stock (errors: [{productId, requested, available}], nothing changed), "
-        "or the same Idempotency-Key is still in progress",
+        "expectedTotal differs from the total at current prices ({expectedTotal, totalAmount}, nothing "
+        "changed), or the same Idempotency-Key is still in progress",
     )
     @blp.alt_response(
         422,
@@ -213,6 +222,7 @@ class Orders(MethodView):
                 cart_id=data["cartId"],
                 payment_method=data["paymentMethod"],
                 payment_token=token,
+                expected_total=data.get("expectedTotal"),
             ),
             currency=current_app.config["CURRENCY"],
             feature_ttl=float(current_app.config["FEATURE_CACHE_SECONDS"]),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from decimal import Decimal
 from typing import Any
 
 import marshmallow as ma
@@ -36,10 +37,14 @@ def _description(**kwargs: Any) -> ma.fields.String:
     return ma.fields.String(validate=ma.validate.Length(max=5000), **kwargs)
 
 
+# A zero price would give goods away through a typo (and a zero-amount charge the gateway refuses).
+MIN_PRICE = Decimal("0.01")
+
+
 def _price(**kwargs: Any) -> Money:
     return Money(
-        validate=ma.validate.Range(min=0, max=MAX_MONEY),
-        metadata={"description": "At most two decimals", "example": 12.5},
+        validate=ma.validate.Range(min=MIN_PRICE, max=MAX_MONEY),
+        metadata={"description": "At least 0.01, at most two decimals", "example": 12.5},
         **kwargs,
     )
 

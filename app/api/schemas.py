@@ -10,18 +10,47 @@ from typing import Any
 import marshmallow as ma
 
 NUL = "\x00"
+MAX_DEPTH = 32
 
 
-def reject_nul_characters(data: Any) -> None:
-    """Postgres text cannot hold U+0000: a field carrying one is a 422 here, not a 500 at the database."""
+def unstorable_text_problem(value: str) -> str | None:
+    """Why Postgres cannot store this text, or None: U+0000, or a lone surrogate (``"\\ud800"`` in
+    JSON decodes to a str that has no UTF-8 form, so psycopg cannot send it)."""
+    if NUL in value:
+        return "Must not contain NUL characters."
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return "Must be valid Unicode text (no lone surrogates)."
+    return None
+
+
+def _unstorable(value: Any, depth: int = 0) -> Any:
+    """The messages for ``value`` (nested as the value is), or None when every text in it is storable."""
+    if isinstance(value, str):
+        problem = unstorable_text_problem(value)
+        return [problem] if problem else None
+    if depth > MAX_DEPTH:
+        return None  # the JSON depth limit answers such bodies before they get here
+    if isinstance(value, Mapping):
+        found = {}
+        for key, item in value.items():
+            key_problem = unstorable_text_problem(key) if isinstance(key, str) else None
+            inner = [key_problem] if key_problem else _unstorable(item, depth + 1)
+            if inner:
+                found[key if not key_problem else repr(key)] = inner
+        return found or None
+    if isinstance(value, list | tuple):
+        found_items = {i: inner for i, item in enumerate(value) if (inner := _unstorable(item, depth + 1))}
+        return found_items or None
+    return None
+
+
+def reject_unstorable_text(data: Any) -> None:
+    """Text Postgres cannot hold is a 422 naming the field, never a 500 at the database."""
     if not isinstance(data, Mapping):
         return
-    errors: dict[str, list[str]] = {}
-    for key in list(data.keys()):
-        value = data[key]
-        values = value if isinstance(value, list | tuple) else [value]
-        if any(isinstance(v, str) and NUL in v for v in values):
-            errors[str(key)] = ["Must not contain NUL characters."]
+    errors = _unstorable(data)
     if errors:
         raise ma.ValidationError(errors)
 
@@ -33,8 +62,8 @@ class StrictSchema(ma.Schema):
         unknown = ma.RAISE
 
     @ma.pre_load
-    def _no_nul_characters(self, data: Any, **kwargs: Any) -> Any:
-        reject_nul_characters(data)
+    def _only_storable_text(self, data: Any, **kwargs: Any) -> Any:
+        reject_unstorable_text(data)
         return data
 
 
@@ -78,8 +107,8 @@ class PageArgsSchema(ma.Schema):
     pageSize = ma.fields.Integer(load_default=20, validate=ma.validate.Range(min=1, max=100))
 
     @ma.pre_load
-    def _no_nul_characters(self, data: Any, **kwargs: Any) -> Any:
-        reject_nul_characters(data)
+    def _only_storable_text(self, data: Any, **kwargs: Any) -> Any:
+        reject_unstorable_text(data)
         return data
 
 

@@ -23,11 +23,11 @@ from flask_smorest import Blueprint
 from app.api.errors import problem
 from app.api.openapi import response_ref
 from app.domain.actors import Actor
-from app.domain.errors import Forbidden, NotFound
+from app.domain.errors import Forbidden, NotFound, Unauthorized
 from app.domain.users import User
 from app.extensions import jwt
 from app.log import current_request_id
-from app.services.users import token_is_current
+from app.services.users import token_holder_role
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -152,7 +152,12 @@ def enforce_policy() -> None:
         return
     verify_jwt_in_request()
     claims = get_jwt()
-    actor = Actor(uuid.UUID(claims["sub"]), claims.get("role", "customer"), current_request_id())
+    # The role as the database has it now (read with the token version, in _is_revoked), never the
+    # token's claim: a demotion takes effect at the next request, not when the token expires.
+    role = g.pop("_token_user_role", None)
+    if role is None:
+        raise Unauthorized("The bearer token is invalid")
+    actor = Actor(uuid.UUID(claims["sub"]), role, current_request_id())
     g.actor = actor
     if policy.kind == ADMIN and not actor.is_admin:
         raise Forbidden("This operation is reserved to administrators")
@@ -226,6 +231,10 @@ def init_security(app: Flask) -> None:
             user_id = uuid.UUID(str(payload.get("sub")))
         except ValueError:
             return True
-        return not token_is_current(user_id, payload.get("tv"))
+        role = token_holder_role(user_id, payload.get("tv"))
+        if role is None:
+            return True
+        g._token_user_role = role
+        return False
 
     app.before_request(enforce_policy)

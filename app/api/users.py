@@ -6,8 +6,9 @@ import uuid
 from typing import Any
 
 import marshmallow as ma
-from flask import url_for
+from flask import current_app, url_for
 from flask.views import MethodView
+from flask_limiter.util import get_remote_address
 from flask_smorest import Blueprint
 
 from app.api.schemas import StrictSchema
@@ -21,9 +22,15 @@ from app.domain.users import (
     User,
     normalise_email,
 )
+from app.extensions import limiter
 from app.services import users as service
 
 blp = Blueprint("users", __name__, description="Accounts: sign-up, profile and erasure")
+
+
+def signup_rate_limit() -> str:
+    """``SIGNUP_RATE_LIMIT`` of the running app, per client address (e.g. ``10/hour``)."""
+    return str(current_app.config["SIGNUP_RATE_LIMIT"])
 
 
 def _not_blank(value: str) -> None:
@@ -107,11 +114,19 @@ class UserCreateSchema(StrictSchema):
 
 
 class UserUpdateSchema(StrictSchema):
-    """Only the fields given change; a new password revokes every token issued before."""
+    """Only the fields given change; a new password revokes every token issued before.
+
+    Changing one's own password takes ``currentPassword`` (missing → 422, wrong → 403); an admin
+    setting another account's password does not."""
 
     name = _name_field()
     address = ma.fields.Nested(AddressSchema)
     password = _password_field()
+    currentPassword = ma.fields.String(
+        load_only=True,
+        validate=ma.validate.Length(min=1, max=MAX_PASSWORD_LENGTH),
+        metadata={"format": "password", "description": "Required with `password` on one's own account"},
+    )
 
 
 class UserSchema(ma.Schema):
@@ -125,9 +140,19 @@ class UserSchema(ma.Schema):
 @blp.route("/users")
 class Users(MethodView):
     @public
+    # Outside the body parsing: every attempt counts, valid or not. Each sign-up costs an argon2 hash.
+    @limiter.limit(signup_rate_limit, key_func=get_remote_address)
     @blp.arguments(UserCreateSchema)
     @blp.response(201, UserSchema, headers={"Location": {"schema": {"type": "string"}}})
     @blp.alt_response(409, response="CONFLICT", description="The email is already registered")
+    @blp.alt_response(
+        429,
+        response="TOO_MANY_REQUESTS",
+        description="More sign-ups from this address than SIGNUP_RATE_LIMIT",
+    )
+    @blp.alt_response(
+        503, response="SERVICE_UNAVAILABLE", description="Too many password hashes at once in this process"
+    )
     def post(self, data: dict[str, Any]) -> tuple[User, dict[str, str]]:
         """Sign up: create a customer account."""
         user = service.register_user(data["name"], data["email"], data["password"], data["address"])
@@ -145,9 +170,14 @@ class UserById(MethodView):
     @self_or_admin("user_id")
     @blp.arguments(UserUpdateSchema)
     @blp.response(200, UserSchema)
+    @blp.alt_response(403, response="FORBIDDEN", description="currentPassword is wrong")
+    @blp.alt_response(
+        503, response="SERVICE_UNAVAILABLE", description="Too many password hashes at once in this process"
+    )
     def patch(self, data: dict[str, Any], user_id: uuid.UUID) -> User:
         """Update name, address or password (a new password revokes earlier tokens)."""
-        return service.update_user(current_actor(), user_id, data)
+        current_password = data.pop("currentPassword", None)
+        return service.update_user(current_actor(), user_id, data, current_password)
 
     @self_or_admin("user_id")
     @blp.response(204)

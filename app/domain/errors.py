@@ -69,6 +69,22 @@ class VersionConflict(Conflict):
         )
 
 
+class TotalChanged(Conflict):
+    """The order would cost what the client did not expect (a price changed since the cart was shown)."""
+
+    title = "Total changed"
+    slug = "total-changed"
+
+    def __init__(self, expected_total: Any, total_amount: Any) -> None:
+        super().__init__(
+            f"The order's total at current prices is {total_amount}, not the expected {expected_total}",
+            # JSON numbers with two decimals, like every amount in a body (float of a 2-place Decimal
+            # prints exactly as written).
+            expectedTotal=float(expected_total),
+            totalAmount=float(total_amount),
+        )
+
+
 class IdempotencyInFlight(Conflict):
     title = "Request in progress"
     slug = "idempotency-in-flight"

@@ -9,7 +9,7 @@ from typing import Any
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import CheckConstraint, DateTime, Index, Integer, String, Text, text
 from sqlalchemy.dialects.postgresql import JSONB, UUID
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column, validates
 
 from app.domain.base import Base, new_id, utcnow
 
@@ -41,6 +41,18 @@ def normalise_email(value: str) -> str:
         raise InvalidEmail(str(exc)) from exc
 
 
+def email_key(value: str) -> str:
+    """The one rule by which two addresses are the same account: the address as stored (domain
+    lower-cased), Unicode case-folded (``str.casefold``: ``İnci`` and ``STRASSE``/``straße`` fold
+    the way Unicode says, where Python's and Postgres' ``lower()`` disagree). Text that is not a
+    valid address folds as typed, so a lookup simply finds nothing."""
+    try:
+        value = normalise_email(value)
+    except InvalidEmail:
+        value = value.strip()
+    return value.casefold()
+
+
 def password_problem(password: str) -> str | None:
     """Why a new password is not acceptable, or None."""
     if len(password) < MIN_PASSWORD_LENGTH:
@@ -54,12 +66,16 @@ class User(Base):
     __tablename__ = "users"
     __table_args__ = (
         CheckConstraint("role IN ('customer', 'admin')", name="role"),
-        # Case-insensitive uniqueness; erased (deleted) users have a NULL email.
+        # Kept for the previous release during a rolling deploy (it matches on lower(email));
+        # uq_users_email_key is the rule now. Erased (deleted) users have a NULL email.
         Index("uq_users_email_lower", text("lower(email)"), unique=True),
+        Index("uq_users_email_key", "email_key", unique=True),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=new_id)
     email: Mapped[str | None] = mapped_column(String(320))
+    # email_key(email): what logins and uniqueness compare (set with the email, below).
+    email_key: Mapped[str | None] = mapped_column(String(320))
     name: Mapped[str] = mapped_column(String(200))
     password_hash: Mapped[str | None] = mapped_column(Text)
     address: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
@@ -69,6 +85,11 @@ class User(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
     deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    @validates("email")
+    def _keep_email_key(self, _key: str, value: str | None) -> str | None:
+        self.email_key = email_key(value) if value is not None else None
+        return value
 
     @property
     def is_admin(self) -> bool:

@@ -24,9 +24,9 @@ from werkzeug.datastructures import MultiDict
 from werkzeug.exceptions import HTTPException
 from werkzeug.serving import BaseWSGIServer, make_server
 
-from app.payments_sandbox.store import Store, StripeError, invalid_request, new_id
+from app.payments_sandbox.store import API_VERSION, Store, StripeError, invalid_request, new_id
+from app.payments_sandbox.webhooks import DEFAULT_SECRET, WebhookSender
 
-API_VERSION = "2025-01-27.acacia"
 _KEY = re.compile(r"^([^\[\]]+)((?:\[[^\[\]]*\])*)$")
 
 
@@ -201,20 +201,90 @@ def create_sandbox_app(store: Store | None = None) -> Flask:
     def get_payment_intent(intent_id: str) -> Response:
         return api(lambda params, pid: (200, state.get_payment_intent(pid)), intent_id)
 
+    @app.get("/v1/payment_intents/search")
+    def search_payment_intents() -> Response:
+        return api(lambda params: (200, state.search_payment_intents(params)))
+
+    @app.post("/v1/payment_intents/<intent_id>/confirm")
+    def confirm_payment_intent(intent_id: str) -> Response:
+        return api(lambda params, pid: state.confirm_payment_intent(pid, params), intent_id)
+
+    @app.post("/v1/payment_intents/<intent_id>/cancel")
+    def cancel_payment_intent(intent_id: str) -> Response:
+        return api(lambda params, pid: (200, state.cancel_payment_intent(pid, params)), intent_id)
+
     @app.post("/v1/refunds")
     def create_refund() -> Response:
         return api(lambda params: (200, state.create_refund(params)))
 
+    @app.get("/v1/refunds")
+    def list_refunds() -> Response:
+        return api(lambda params: (200, state.list_refunds(params)))
+
+    @app.get("/v1/refunds/<refund_id>")
+    def get_refund(refund_id: str) -> Response:
+        return api(lambda params, rid: (200, state.get_refund(rid)), refund_id)
+
     # ---- test support (not part of Stripe's API) ------------------------------------------------
+
+    def control(action: Any) -> Response:
+        """A test-support call: its StripeError becomes Stripe's error body, like the API's."""
+        try:
+            return _json(200, action(request.get_json(silent=True) or {}))
+        except StripeError as exc:
+            return _error(exc)
+
+    def outcome(body: dict[str, Any]) -> str:
+        value = body.get("outcome", "succeed")
+        if value not in ("succeed", "fail"):
+            raise invalid_request('outcome must be "succeed" or "fail"', param="outcome")
+        return str(value)
+
+    @app.post("/_sandbox/payment_intents/<intent_id>/authenticate")
+    def authenticate(intent_id: str) -> Response:
+        return control(lambda body: state.authenticate(intent_id, outcome(body)))
+
+    @app.post("/_sandbox/payment_intents/<intent_id>/settle")
+    def settle(intent_id: str) -> Response:
+        return control(lambda body: state.settle(intent_id, outcome(body)))
+
+    @app.post("/_sandbox/payment_intents/<intent_id>/dispute")
+    def dispute(intent_id: str) -> Response:
+        return control(
+            lambda body: state.open_dispute(
+                intent_id, body.get("reason"), int(body["amount"]) if "amount" in body else None
+            )
+        )
+
+    @app.post("/_sandbox/disputes/<dispute_id>/close")
+    def close_dispute(dispute_id: str) -> Response:
+        return control(lambda body: state.close_dispute(dispute_id, str(body.get("status", ""))))
+
+    @app.post("/_sandbox/refunds/<refund_id>/fail")
+    def fail_refund(refund_id: str) -> Response:
+        return control(lambda body: state.settle_refund(refund_id, "fail", body.get("failureReason")))
+
+    @app.post("/_sandbox/refunds/<refund_id>/succeed")
+    def succeed_refund(refund_id: str) -> Response:
+        return control(lambda body: state.settle_refund(refund_id, "succeed"))
+
+    @app.get("/_sandbox/events")
+    def events() -> Response:
+        with state.lock:
+            kept = [e for e in state.events if request.args.get("type") in (None, e["type"])]
+        return _json(200, {"data": kept})
 
     @app.post("/_sandbox/faults")
     def set_faults() -> Response:
         body = request.get_json(silent=True)
-        if not isinstance(body, dict) or set(body) - {"failNext", "status", "delayMs"}:
-            return _json(400, {"error": "expected {failNext?, status?, delayMs?}"})
-        values = {k: body[k] for k in ("failNext", "status", "delayMs") if k in body}
+        names = ("failNext", "status", "delayMs", "dropWebhooks")
+        if not isinstance(body, dict) or set(body) - set(names):
+            return _json(400, {"error": "expected {failNext?, status?, delayMs?, dropWebhooks?}"})
+        values = {k: body[k] for k in names if k in body}
         if any(not isinstance(v, int) or isinstance(v, bool) or v < 0 for v in values.values()):
-            return _json(400, {"error": "failNext, status and delayMs are non-negative integers"})
+            return _json(
+                400, {"error": "failNext, status, delayMs and dropWebhooks are non-negative integers"}
+            )
         if "status" in values and not 400 <= values["status"] <= 599:
             return _json(400, {"error": "status must be an HTTP error status (400-599)"})
         with state.lock:
@@ -225,6 +295,8 @@ def create_sandbox_app(store: Store | None = None) -> Flask:
                 state.faults.status = values["status"]
             if "delayMs" in values:
                 state.faults.delay_ms = values["delayMs"]
+            if "dropWebhooks" in values:
+                state.faults.drop_webhooks = values["dropWebhooks"]
         return faults_view()
 
     @app.get("/_sandbox/faults")
@@ -232,14 +304,21 @@ def create_sandbox_app(store: Store | None = None) -> Flask:
         with state.lock:
             f = state.faults
             return _json(
-                200, {"failNext": f.fail_next, "status": f.status, "delayMs": f.delay_ms, "served": f.served}
+                200,
+                {
+                    "failNext": f.fail_next,
+                    "status": f.status,
+                    "delayMs": f.delay_ms,
+                    "served": f.served,
+                    "dropWebhooks": f.drop_webhooks,
+                },
             )
 
     @app.delete("/_sandbox/faults")
     def clear_faults() -> Response:
         with state.lock:
             served = state.faults.served
-            state.faults.fail_next = state.faults.delay_ms = 0
+            state.faults.fail_next = state.faults.delay_ms = state.faults.drop_webhooks = 0
             state.faults.status = 503
             state.faults.served = served
         return faults_view()
@@ -277,9 +356,19 @@ def create_sandbox_app(store: Store | None = None) -> Flask:
 class SandboxServer:
     """The sandbox on a threaded WSGI server, in a background thread (tests, or the CLI)."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, store: Store | None = None) -> None:
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        store: Store | None = None,
+        *,
+        webhook_url: str | None = None,
+        webhook_secret: str = DEFAULT_SECRET,
+    ) -> None:
         self.store = store or Store()
         self.app = create_sandbox_app(self.store)
+        # Events go to webhook_url when one is given (Procfile.dev: the web process's endpoint).
+        self.webhooks = WebhookSender(self.store, webhook_url, webhook_secret) if webhook_url else None
         self.server: BaseWSGIServer = make_server(host, port, self.app, threaded=True)
         self.host = host
         self.port = int(self.server.server_port)
@@ -290,6 +379,8 @@ class SandboxServer:
         return f"http://{self.host}:{self.port}"
 
     def start(self) -> SandboxServer:
+        if self.webhooks is not None:
+            self.webhooks.start()
         self._thread = threading.Thread(
             target=self.server.serve_forever, name="payments-sandbox", daemon=True
         )
@@ -297,9 +388,13 @@ class SandboxServer:
         return self
 
     def serve_forever(self) -> None:
+        if self.webhooks is not None:
+            self.webhooks.start()
         self.server.serve_forever()
 
     def stop(self) -> None:
+        if self.webhooks is not None:
+            self.webhooks.stop()
         self.server.shutdown()
         self.server.server_close()
         if self._thread is not None:

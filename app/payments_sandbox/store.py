@@ -6,14 +6,26 @@ under one lock, so concurrent requests see a consistent store.
 
 from __future__ import annotations
 
+import re
 import secrets
 import string
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 _ALPHABET = string.ascii_letters + string.digits
+API_VERSION = "2025-01-27.acacia"
+# The event each PaymentIntent status announces (Stripe's names).
+INTENT_EVENTS = {
+    "succeeded": "payment_intent.succeeded",
+    "requires_action": "payment_intent.requires_action",
+    "processing": "payment_intent.processing",
+    "canceled": "payment_intent.canceled",
+    # requires_payment_method after a confirmation: the attempt failed.
+    "requires_payment_method": "payment_intent.payment_failed",
+}
 
 # Stripe's test payment methods (https://docs.stripe.com/testing): the ones that succeed …
 SUCCEEDING_METHODS = {
@@ -52,6 +64,29 @@ DECLINING_METHODS = {
     ),
 }
 
+# … and the ones whose outcome comes later: customer authentication (3-D Secure) and a payment
+# that stays ``processing``. ``/_sandbox/payment_intents/{id}/authenticate`` and ``…/settle`` end them.
+AUTHENTICATING_METHODS = {"pm_card_threeDSecure2Required": "visa", "pm_card_authenticationRequired": "visa"}
+PROCESSING_METHODS = {"pm_card_processing": "visa"}
+KNOWN_METHODS = {*SUCCEEDING_METHODS, *DECLINING_METHODS, *AUTHENTICATING_METHODS, *PROCESSING_METHODS}
+AUTHENTICATION_FAILURE = {
+    "type": "card_error",
+    "code": "payment_intent_authentication_failure",
+    "message": "The provided PaymentMethod has failed authentication. You can provide payment_method_data "
+    "or a new PaymentMethod to attempt to fulfill this PaymentIntent again.",
+}
+PROCESSING_FAILURE = {
+    "type": "card_error",
+    "code": "card_declined",
+    "decline_code": "generic_decline",
+    "message": "Your card was declined.",
+}
+# Stripe lets a PaymentIntent be canceled in these states ("in rare cases" processing too).
+CANCELABLE = {"requires_payment_method", "requires_confirmation", "requires_action", "processing"}
+CONFIRMABLE = {"requires_payment_method", "requires_confirmation"}
+CANCELLATION_REASONS = {"duplicate", "fraudulent", "requested_by_customer", "abandoned"}
+DISPUTE_REASONS = {"fraudulent", "product_not_received", "duplicate", "general", "unrecognized"}
+
 MAX_AMOUNT = 99_999_999  # Stripe's ceiling for most currencies ($999,999.99)
 PAYMENT_INTENT_PARAMS = {
     "amount",
@@ -70,6 +105,7 @@ PAYMENT_INTENT_PARAMS = {
     "expand",
 }
 REFUND_PARAMS = {"payment_intent", "charge", "amount", "reason", "metadata", "expand"}
+CONFIRM_PARAMS = {"payment_method", "return_url", "off_session", "expand", "automatic_payment_methods"}
 REFUND_REASONS = {"duplicate", "fraudulent", "requested_by_customer"}
 
 
@@ -124,6 +160,9 @@ class PaymentIntent:
     latest_charge: str | None = None
     last_payment_error: dict[str, Any] | None = None
     sequence: int = 0
+    canceled_at: int | None = None
+    cancellation_reason: str | None = None
+    return_url: str | None = None
 
 
 @dataclass
@@ -136,6 +175,20 @@ class Refund:
     reason: str | None
     metadata: dict[str, str]
     created: int
+    status: str = "succeeded"  # pending | succeeded | failed
+    failure_reason: str | None = None
+
+
+@dataclass
+class Dispute:
+    id: str
+    amount: int
+    charge: str
+    payment_intent: str
+    currency: str
+    reason: str
+    status: str  # needs_response | won | lost
+    created: int
 
 
 @dataclass
@@ -144,6 +197,7 @@ class Faults:
     status: int = 503
     delay_ms: int = 0
     served: int = 0
+    drop_webhooks: int = 0
 
 
 @dataclass
@@ -154,9 +208,40 @@ class Store:
     intents: dict[str, PaymentIntent] = field(default_factory=dict)
     charges: dict[str, Charge] = field(default_factory=dict)
     refunds: dict[str, Refund] = field(default_factory=dict)
+    disputes: dict[str, Dispute] = field(default_factory=dict)
     faults: Faults = field(default_factory=Faults)
     api_requests: int = 0
+    # Every event, oldest first (``GET /_sandbox/events``); ``on_event`` sends each (webhooks.py).
+    events: list[dict[str, Any]] = field(default_factory=list)
+    on_event: Callable[[dict[str, Any]], None] | None = None
     _sequence: int = 0
+
+    # ---- events ------------------------------------------------------------------------------
+
+    def emit(self, type_: str, obj: dict[str, Any]) -> dict[str, Any]:
+        """Record a state change as a Stripe event and hand it to the sender (outside no lock:
+        the sender only queues it)."""
+        event = {
+            "id": new_id("evt"),
+            "object": "event",
+            "api_version": API_VERSION,
+            "created": int(time.time()),
+            "data": {"object": obj},
+            "livemode": False,
+            "pending_webhooks": 1,
+            "request": {"id": None, "idempotency_key": None},
+            "type": type_,
+        }
+        with self.lock:
+            self.events.append(event)
+        if self.on_event is not None:
+            self.on_event(event)
+        return event
+
+    def _emit_intent(self, intent: PaymentIntent) -> None:
+        type_ = INTENT_EVENTS.get(intent.status)
+        if type_ is not None:
+            self.emit(type_, self.payment_intent_json(intent))
 
     # ---- payment intents ---------------------------------------------------------------------
 
@@ -190,7 +275,7 @@ class Store:
             }
         elif types is None:
             apm = {"enabled": True, "allow_redirects": "always"}
-        if method is not None and method not in SUCCEEDING_METHODS and method not in DECLINING_METHODS:
+        if method is not None and method not in KNOWN_METHODS:
             raise invalid_request(
                 f"No such PaymentMethod: '{method}'", param="payment_method", code="resource_missing"
             )
@@ -232,50 +317,191 @@ class Store:
                 automatic_payment_methods=apm if types is None else None,
                 sequence=self._sequence,
             )
+            intent.return_url = params.get("return_url")
             self.intents[intent.id] = intent
-            if not confirm:
-                return 200, self.payment_intent_json(intent)
-            assert method is not None
-            decline = DECLINING_METHODS.get(method)
-            charge = Charge(
-                id=new_id("ch"),
-                payment_intent=intent.id,
-                amount=amount,
-                currency=currency,
-                status="failed" if decline else "succeeded",
-                payment_method=method,
-                created=intent.created,
-                failure_code=decline.code if decline else None,
+            created = self.payment_intent_json(intent)
+            if confirm:
+                assert method is not None
+                status, body = self._confirm(intent, method)
+        self.emit("payment_intent.created", created)
+        if not confirm:
+            return 200, created
+        self._after_confirm(intent)
+        return status, body
+
+    def confirm_payment_intent(self, intent_id: str, params: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        """``POST /v1/payment_intents/{id}/confirm``: charge (or start) the intent, once."""
+        _reject_unknown(params, CONFIRM_PARAMS)
+        with self.lock:
+            intent = self._intent(intent_id)
+            method = params.get("payment_method") or intent.payment_method
+            if method is not None and method not in KNOWN_METHODS:
+                raise invalid_request(
+                    f"No such PaymentMethod: '{method}'", param="payment_method", code="resource_missing"
+                )
+            if intent.status not in CONFIRMABLE:
+                raise _unexpected_state(intent, "confirm")
+            if method is None:
+                raise invalid_request(
+                    "You cannot confirm this PaymentIntent because it's missing a payment method.",
+                    param="payment_method",
+                    code="payment_intent_unexpected_state",
+                )
+            if params.get("return_url"):
+                intent.return_url = params["return_url"]
+            status, body = self._confirm(intent, method)
+        self._after_confirm(intent)
+        return status, body
+
+    def _confirm(self, intent: PaymentIntent, method: str) -> tuple[int, dict[str, Any]]:
+        """Run the test method's outcome; called under the lock."""
+        intent.payment_method = method
+        intent.last_payment_error = None
+        if method in AUTHENTICATING_METHODS:
+            intent.status = "requires_action"
+            return 200, self.payment_intent_json(intent)
+        if method in PROCESSING_METHODS:
+            intent.status = "processing"
+            return 200, self.payment_intent_json(intent)
+        decline = DECLINING_METHODS.get(method)
+        charge = self._charge(intent, failure_code=decline.code if decline else None)
+        if decline is None:
+            intent.status = "succeeded"
+            return 200, self.payment_intent_json(intent)
+        error = {
+            "type": "card_error",
+            "code": decline.code,
+            "decline_code": decline.decline_code,
+            "message": decline.message,
+            "charge": charge.id,
+            "doc_url": f"https://stripe.com/docs/error-codes/{decline.code.replace('_', '-')}",
+            "payment_method": {"id": method, "object": "payment_method", "type": "card"},
+        }
+        intent.status = "requires_payment_method"
+        intent.last_payment_error = dict(error)
+        return 402, {"error": {**error, "payment_intent": self.payment_intent_json(intent)}}
+
+    def _after_confirm(self, intent: PaymentIntent) -> None:
+        with self.lock:
+            charge = self.charges.get(intent.latest_charge or "")
+            charge_json = self.charge_json(charge) if charge is not None else None
+        if charge_json is not None and intent.status in ("succeeded", "requires_payment_method"):
+            self.emit(
+                "charge.succeeded" if charge_json["status"] == "succeeded" else "charge.failed", charge_json
             )
-            self.charges[charge.id] = charge
-            intent.latest_charge = charge.id
-            if decline is None:
+        self._emit_intent(intent)
+
+    def _charge(self, intent: PaymentIntent, failure_code: str | None = None) -> Charge:
+        charge = Charge(
+            id=new_id("ch"),
+            payment_intent=intent.id,
+            amount=intent.amount,
+            currency=intent.currency,
+            status="failed" if failure_code else "succeeded",
+            payment_method=intent.payment_method or "",
+            created=int(time.time()),
+            failure_code=failure_code,
+        )
+        self.charges[charge.id] = charge
+        intent.latest_charge = charge.id
+        return charge
+
+    def cancel_payment_intent(self, intent_id: str, params: dict[str, Any]) -> dict[str, Any]:
+        """``POST /v1/payment_intents/{id}/cancel``: a later confirm is refused; a succeeded intent
+        cannot be canceled (it is refunded instead)."""
+        _reject_unknown(params, {"cancellation_reason", "expand"})
+        reason = params.get("cancellation_reason")
+        if reason is not None and reason not in CANCELLATION_REASONS:
+            raise invalid_request(
+                f"Invalid cancellation_reason: must be one of {', '.join(sorted(CANCELLATION_REASONS))}",
+                param="cancellation_reason",
+            )
+        with self.lock:
+            intent = self._intent(intent_id)
+            if intent.status not in CANCELABLE:
+                raise invalid_request(
+                    "You cannot cancel this PaymentIntent because it has a status of "
+                    f"{intent.status}. Only a PaymentIntent with one of the following statuses may be "
+                    "canceled: requires_payment_method, requires_capture, requires_confirmation, "
+                    "requires_action, processing.",
+                    code="payment_intent_unexpected_state",
+                )
+            intent.status = "canceled"
+            intent.canceled_at = int(time.time())
+            intent.cancellation_reason = reason
+            body = self.payment_intent_json(intent)
+        self._emit_intent(intent)
+        return body
+
+    def authenticate(self, intent_id: str, outcome: str) -> dict[str, Any]:
+        """Test support: the customer completes (or fails) 3-D Secure for a ``requires_action`` intent."""
+        with self.lock:
+            intent = self._intent(intent_id)
+            if intent.status != "requires_action":
+                raise _unexpected_state(intent, "authenticate")
+            if outcome == "succeed":
+                self._charge(intent)
                 intent.status = "succeeded"
-                return 200, self.payment_intent_json(intent)
-            intent.status = "requires_payment_method"
-            error = {
-                "type": "card_error",
-                "code": decline.code,
-                "decline_code": decline.decline_code,
-                "message": decline.message,
-                "charge": charge.id,
-                "doc_url": f"https://stripe.com/docs/error-codes/{decline.code.replace('_', '-')}",
-                "payment_method": {"id": method, "object": "payment_method", "type": "card"},
-            }
-            intent.last_payment_error = dict(error)
-            return 402, {"error": {**error, "payment_intent": self.payment_intent_json(intent)}}
+            else:
+                intent.status = "requires_payment_method"
+                intent.last_payment_error = dict(AUTHENTICATION_FAILURE)
+            body = self.payment_intent_json(intent)
+        self._after_confirm(intent)
+        return body
+
+    def settle(self, intent_id: str, outcome: str) -> dict[str, Any]:
+        """Test support: a ``processing`` payment finally succeeds or fails."""
+        with self.lock:
+            intent = self._intent(intent_id)
+            if intent.status != "processing":
+                raise _unexpected_state(intent, "settle")
+            if outcome == "succeed":
+                self._charge(intent)
+                intent.status = "succeeded"
+            else:
+                self._charge(intent, failure_code=PROCESSING_FAILURE["code"])
+                intent.status = "requires_payment_method"
+                intent.last_payment_error = {**PROCESSING_FAILURE, "charge": intent.latest_charge}
+            body = self.payment_intent_json(intent)
+        self._after_confirm(intent)
+        return body
+
+    def _intent(self, intent_id: str) -> PaymentIntent:
+        intent = self.intents.get(intent_id)
+        if intent is None:
+            raise invalid_request(
+                f"No such payment_intent: '{intent_id}'", param="intent", code="resource_missing", status=404
+            )
+        return intent
 
     def get_payment_intent(self, intent_id: str) -> dict[str, Any]:
         with self.lock:
-            intent = self.intents.get(intent_id)
-            if intent is None:
-                raise invalid_request(
-                    f"No such payment_intent: '{intent_id}'",
-                    param="intent",
-                    code="resource_missing",
-                    status=404,
-                )
-            return self.payment_intent_json(intent)
+            return self.payment_intent_json(self._intent(intent_id))
+
+    def search_payment_intents(self, params: dict[str, Any]) -> dict[str, Any]:
+        """``GET /v1/payment_intents/search``: Stripe's search query language, the part that looks
+        payments up: ``metadata['key']:'value'`` and ``status:'value'`` clauses joined by AND."""
+        _reject_unknown(params, {"query", "limit", "page", "expand"})
+        query = params.get("query")
+        if not isinstance(query, str) or not query.strip():
+            raise invalid_request("Missing required param: query.", param="query", code="parameter_missing")
+        limit = _integer(params.get("limit", "10"), "limit")
+        if not 1 <= limit <= 100:
+            raise invalid_request("This value must be between 1 and 100.", param="limit")
+        clauses = _search_clauses(query)
+        with self.lock:
+            found = [
+                i
+                for i in sorted(self.intents.values(), key=lambda i: i.sequence, reverse=True)
+                if all(_clause_matches(i, field, value) for field, value in clauses)
+            ]
+            return {
+                "object": "search_result",
+                "url": "/v1/payment_intents/search",
+                "has_more": len(found) > limit,
+                "next_page": None,
+                "data": [self.payment_intent_json(i) for i in found[:limit]],
+            }
 
     def list_payment_intents(self, params: dict[str, Any]) -> dict[str, Any]:
         """Newest first, with ``limit`` (1 to 100), ``starting_after`` and ``created[gte|gt|lte|lt]``."""
@@ -310,8 +536,8 @@ class Store:
             "amount_capturable": 0,
             "amount_received": received,
             "automatic_payment_methods": intent.automatic_payment_methods,
-            "canceled_at": None,
-            "cancellation_reason": None,
+            "canceled_at": intent.canceled_at,
+            "cancellation_reason": intent.cancellation_reason,
             "capture_method": "automatic",
             "client_secret": f"{intent.id}_secret_{intent.id[3:13]}",
             "confirmation_method": "automatic",
@@ -323,10 +549,37 @@ class Store:
             "latest_charge": intent.latest_charge,
             "livemode": False,
             "metadata": dict(intent.metadata),
-            "next_action": None,
+            "next_action": _next_action(intent),
             "payment_method": intent.payment_method,
             "payment_method_types": list(intent.payment_method_types),
             "status": intent.status,
+        }
+
+    def charge_json(self, charge: Charge) -> dict[str, Any]:
+        refunds = [r for r in self.refunds.values() if r.charge == charge.id]
+        return {
+            "id": charge.id,
+            "object": "charge",
+            "amount": charge.amount,
+            "amount_captured": charge.amount if charge.status == "succeeded" else 0,
+            "amount_refunded": charge.amount_refunded,
+            "captured": charge.status == "succeeded",
+            "created": charge.created,
+            "currency": charge.currency,
+            "disputed": any(d.charge == charge.id for d in self.disputes.values()),
+            "failure_code": charge.failure_code,
+            "livemode": False,
+            "paid": charge.status == "succeeded",
+            "payment_intent": charge.payment_intent,
+            "payment_method": charge.payment_method,
+            "refunded": charge.amount_refunded >= charge.amount > 0,
+            "refunds": {
+                "object": "list",
+                "data": [self.refund_json(r) for r in refunds],
+                "has_more": False,
+                "url": f"/v1/charges/{charge.id}/refunds",
+            },
+            "status": charge.status,
         }
 
     # ---- refunds -----------------------------------------------------------------------------
@@ -353,6 +606,7 @@ class Store:
                     param="amount",
                     code="amount_too_large",
                 )
+            # A pending refund already holds its amount (no second refund can take it), as Stripe's do.
             charge.amount_refunded += amount
             refund = Refund(
                 id=new_id("re"),
@@ -363,9 +617,129 @@ class Store:
                 reason=reason,
                 metadata=metadata,
                 created=int(time.time()),
+                status="pending" if metadata.get("sandbox_pending") == "true" else "succeeded",
             )
             self.refunds[refund.id] = refund
-            return self.refund_json(refund)
+            body = self.refund_json(refund)
+            charge_json = self.charge_json(charge)
+        self.emit("refund.created", body)
+        if refund.status == "succeeded":
+            self.emit("charge.refunded", charge_json)
+        return body
+
+    def get_refund(self, refund_id: str) -> dict[str, Any]:
+        with self.lock:
+            return self.refund_json(self._refund(refund_id))
+
+    def list_refunds(self, params: dict[str, Any]) -> dict[str, Any]:
+        """``GET /v1/refunds``, newest first, optionally of one ``payment_intent`` or ``charge``."""
+        _reject_unknown(params, {"payment_intent", "charge", "limit", "expand"})
+        limit = _integer(params.get("limit", "10"), "limit")
+        if not 1 <= limit <= 100:
+            raise invalid_request("This value must be between 1 and 100.", param="limit")
+        with self.lock:
+            refunds = [
+                r
+                for r in sorted(self.refunds.values(), key=lambda r: (r.created, r.id), reverse=True)
+                if params.get("payment_intent") in (None, r.payment_intent)
+                and params.get("charge") in (None, r.charge)
+            ]
+            return {
+                "object": "list",
+                "url": "/v1/refunds",
+                "has_more": len(refunds) > limit,
+                "data": [self.refund_json(r) for r in refunds[:limit]],
+            }
+
+    def settle_refund(
+        self, refund_id: str, outcome: str, failure_reason: str | None = None
+    ) -> dict[str, Any]:
+        """Test support: a pending refund succeeds, or any refund fails (Stripe's refunds can fail
+        even after they succeeded; the amount is then no longer refunded)."""
+        with self.lock:
+            refund = self._refund(refund_id)
+            charge = self.charges[refund.charge]
+            if outcome == "succeed":
+                if refund.status != "pending":
+                    raise invalid_request(f"Refund {refund.id} is {refund.status}, not pending.")
+                refund.status = "succeeded"
+            else:
+                if refund.status == "failed":
+                    raise invalid_request(f"Refund {refund.id} has already failed.")
+                refund.status = "failed"
+                refund.failure_reason = failure_reason or "expired_or_canceled_card"
+                charge.amount_refunded -= refund.amount
+            body = self.refund_json(refund)
+            charge_json = self.charge_json(charge)
+        self.emit("refund.updated", body)
+        if refund.status == "succeeded":
+            self.emit("charge.refunded", charge_json)
+        else:
+            self.emit("refund.failed", body)
+        return body
+
+    def _refund(self, refund_id: str) -> Refund:
+        refund = self.refunds.get(refund_id)
+        if refund is None:
+            raise invalid_request(
+                f"No such refund: '{refund_id}'", param="id", code="resource_missing", status=404
+            )
+        return refund
+
+    # ---- disputes ----------------------------------------------------------------------------
+
+    def open_dispute(self, intent_id: str, reason: str | None, amount: int | None) -> dict[str, Any]:
+        """Test support: the cardholder disputes the intent's successful charge."""
+        reason = reason or "fraudulent"
+        if reason not in DISPUTE_REASONS:
+            raise invalid_request(f"Invalid reason: must be one of {', '.join(sorted(DISPUTE_REASONS))}")
+        with self.lock:
+            intent = self._intent(intent_id)
+            charge = self.charges.get(intent.latest_charge or "")
+            if charge is None or charge.status != "succeeded":
+                raise invalid_request("Only a successful charge can be disputed.")
+            dispute = Dispute(
+                id=new_id("du"),
+                amount=charge.amount if amount is None else amount,
+                charge=charge.id,
+                payment_intent=intent.id,
+                currency=charge.currency,
+                reason=reason,
+                status="needs_response",
+                created=int(time.time()),
+            )
+            self.disputes[dispute.id] = dispute
+            body = self.dispute_json(dispute)
+        self.emit("charge.dispute.created", body)
+        return body
+
+    def close_dispute(self, dispute_id: str, status: str) -> dict[str, Any]:
+        """Test support: the card network decides the dispute (``won`` or ``lost``)."""
+        if status not in ("won", "lost"):
+            raise invalid_request("status must be won or lost")
+        with self.lock:
+            dispute = self.disputes.get(dispute_id)
+            if dispute is None:
+                raise invalid_request(f"No such dispute: '{dispute_id}'", code="resource_missing", status=404)
+            dispute.status = status
+            body = self.dispute_json(dispute)
+        self.emit("charge.dispute.closed", body)
+        return body
+
+    @staticmethod
+    def dispute_json(dispute: Dispute) -> dict[str, Any]:
+        return {
+            "id": dispute.id,
+            "object": "dispute",
+            "amount": dispute.amount,
+            "charge": dispute.charge,
+            "created": dispute.created,
+            "currency": dispute.currency,
+            "livemode": False,
+            "payment_intent": dispute.payment_intent,
+            "reason": dispute.reason,
+            "status": dispute.status,
+        }
 
     def _refundable_charge(self, params: dict[str, Any]) -> Charge:
         intent_id, charge_id = params.get("payment_intent"), params.get("charge")
@@ -405,7 +779,8 @@ class Store:
             "metadata": dict(refund.metadata),
             "payment_intent": refund.payment_intent,
             "reason": refund.reason,
-            "status": "succeeded",
+            "status": refund.status,
+            "failure_reason": refund.failure_reason,
         }
 
     # ---- test support ------------------------------------------------------------------------
@@ -429,7 +804,9 @@ class Store:
                 "declinedCharges": len(charges) - len(succeeded),
                 "amountCaptured": sum(c.amount for c in succeeded),
                 "refunds": len(refunds),
-                "amountRefunded": sum(r.amount for r in refunds),
+                "amountRefunded": sum(r.amount for r in refunds if r.status != "failed"),
+                "canceledPaymentIntents": sum(1 for i in intents if i.status == "canceled"),
+                "disputes": sum(1 for d in self.disputes.values() if d.payment_intent in ids),
             }
             if payment_id is None:
                 body["apiRequests"] = self.api_requests
@@ -444,6 +821,8 @@ class Store:
             self.intents.clear()
             self.charges.clear()
             self.refunds.clear()
+            self.disputes.clear()
+            self.events.clear()
             self.faults = Faults()
             self.api_requests = 0
 
@@ -529,3 +908,45 @@ def _after(intents: list[PaymentIntent], cursor: Any, name: str) -> list[Payment
         if intent.id == cursor:
             return intents[index + 1 :]
     raise invalid_request(f"No such payment_intent: '{cursor}'", param=name, code="resource_missing")
+
+
+def _unexpected_state(intent: PaymentIntent, action: str) -> StripeError:
+    return invalid_request(
+        f"You cannot {action} this PaymentIntent because it has a status of {intent.status}.",
+        code="payment_intent_unexpected_state",
+    )
+
+
+def _next_action(intent: PaymentIntent) -> dict[str, Any] | None:
+    """What Stripe.js does next for a ``requires_action`` intent (3-D Secure)."""
+    if intent.status != "requires_action":
+        return None
+    return {
+        "type": "use_stripe_sdk",
+        "use_stripe_sdk": {"type": "three_d_secure_redirect", "stripe_js": f"/_sandbox/3ds/{intent.id}"},
+    }
+
+
+_CLAUSE = re.compile(r"""\s*(metadata\[['"]([^'"]+)['"]\]|status)\s*:\s*['"]([^'"]*)['"]\s*""")
+
+
+def _search_clauses(query: str) -> list[tuple[str, str]]:
+    """``metadata['paymentId']:'x' AND status:'succeeded'`` → [("metadata.paymentId", "x"), …]."""
+    clauses = []
+    for part in re.split(r"\s+AND\s+", query.strip()):
+        match = _CLAUSE.fullmatch(part)
+        if match is None:
+            raise invalid_request(
+                f"Invalid search query: {query!r} (the sandbox supports metadata['key']:'value' and "
+                "status:'value' clauses joined by AND)",
+                param="query",
+            )
+        field_name = f"metadata.{match.group(2)}" if match.group(2) else "status"
+        clauses.append((field_name, match.group(3)))
+    return clauses
+
+
+def _clause_matches(intent: PaymentIntent, field_name: str, value: str) -> bool:
+    if field_name == "status":
+        return intent.status == value
+    return intent.metadata.get(field_name.removeprefix("metadata.")) == value

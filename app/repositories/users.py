@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import uuid
+from typing import NamedTuple
 
-from sqlalchemy import bindparam, delete, func, select
+from sqlalchemy import bindparam, delete, select
 from sqlalchemy.orm import Session
 
 from app.domain.carts import Cart, CartItem
-from app.domain.users import User
+from app.domain.users import User, email_key
 
-_TOKEN_STATE = select(User.token_version, User.deleted_at).where(User.id == bindparam("user_id"))
+_TOKEN_STATE = select(User.token_version, User.deleted_at, User.role).where(User.id == bindparam("user_id"))
+
+
+class TokenState(NamedTuple):
+    token_version: int
+    deleted: bool
+    role: str
 
 
 class UserRepository:
@@ -23,10 +30,10 @@ class UserRepository:
         self.session.add(user)
         self.session.flush()
 
-    def token_state(self, user_id: uuid.UUID) -> tuple[int, bool] | None:
-        """(token version, deleted) of a user, in one statement; None for no such user."""
+    def token_state(self, user_id: uuid.UUID) -> TokenState | None:
+        """What an access token of this user depends on, in one statement; None for no such user."""
         row = self.session.execute(_TOKEN_STATE, {"user_id": user_id}).first()
-        return None if row is None else (row.token_version, row.deleted_at is not None)
+        return None if row is None else TokenState(row.token_version, row.deleted_at is not None, row.role)
 
     def get_active(self, user_id: uuid.UUID) -> User | None:
         """The user unless the account was deleted."""
@@ -44,8 +51,8 @@ class UserRepository:
         return self.session.scalars(stmt).first()
 
     def by_email(self, email: str, *, lock: bool = False) -> User | None:
-        """Case-insensitive lookup; served by the ``lower(email)`` unique index."""
-        stmt = select(User).where(func.lower(User.email) == email.lower())
+        """The account of this address by the one comparison rule (``email_key``, its unique index)."""
+        stmt = select(User).where(User.email_key == email_key(email))
         if lock:
             stmt = stmt.with_for_update().execution_options(populate_existing=True)
         return self.session.scalars(stmt).first()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Collection
 from dataclasses import dataclass
+from decimal import Decimal
 
 from sqlalchemy.orm.exc import StaleDataError
 
@@ -17,6 +18,7 @@ from app.domain.errors import (
     InvalidTransition,
     NotFound,
     PreconditionFailed,
+    TotalChanged,
     ValidationFailed,
     VersionConflict,
 )
@@ -51,6 +53,8 @@ class CheckoutRequest:
     cart_id: uuid.UUID
     payment_method: str
     payment_token: str
+    # The total the customer saw; None accepts whatever the current prices make.
+    expected_total: Decimal | None = None
 
 
 def _reject_foreign(actor: Actor, detail: str) -> DomainError:
@@ -101,6 +105,9 @@ def _checkout(actor: Actor, request: CheckoutRequest, *, currency: str, claim: C
             payment_token=request.payment_token,
             actor=actor,
         )
+        total = placement.order.total_amount
+        if request.expected_total is not None and total != request.expected_total:
+            raise TotalChanged(request.expected_total, total)
         # Plain INSERTs/UPDATEs rather than the ORM's flush, which costs a checkout a large share
         # of its CPU (docs/bench).
         uow.orders.insert_placement(placement)

@@ -11,7 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from app.adapters.passwords import hash_password, needs_rehash, verify_password
 from app.domain.actors import Actor
 from app.domain.base import new_id, utcnow
-from app.domain.errors import DuplicateEmail, NotFound, Unauthorized, ValidationFailed
+from app.domain.errors import DuplicateEmail, Forbidden, NotFound, Unauthorized, ValidationFailed
 from app.domain.users import (
     ROLE_ADMIN,
     ROLE_CUSTOMER,
@@ -23,13 +23,14 @@ from app.domain.users import (
 from app.repositories.users import UserRepository
 from app.services.unit_of_work import ReadOnlyUnitOfWork, UnitOfWork
 
-EMAIL_UNIQUE_INDEX = "uq_users_email_lower"
+# uq_users_email_key is the rule; uq_users_email_lower stays for the previous release (migration 0002).
+EMAIL_UNIQUE_INDEXES = frozenset({"uq_users_email_key", "uq_users_email_lower"})
 UPDATABLE_FIELDS = frozenset({"name", "address", "password"})
 
 
 def _is_duplicate_email(exc: IntegrityError) -> bool:
     diag = getattr(exc.orig, "diag", None)
-    return getattr(diag, "constraint_name", None) == EMAIL_UNIQUE_INDEX
+    return getattr(diag, "constraint_name", None) in EMAIL_UNIQUE_INDEXES
 
 
 def _duplicate(email: str) -> DuplicateEmail:
@@ -119,18 +120,50 @@ def get_user(actor: Actor, user_id: uuid.UUID) -> User:
         return _visible_user(uow.users, actor, user_id, lock=False)
 
 
-def update_user(actor: Actor, user_id: uuid.UUID, changes: Mapping[str, Any]) -> User:
-    """Change name, address and/or password; a new password revokes every earlier token."""
+def _verified_current_password(actor: Actor, user_id: uuid.UUID, current_password: str | None) -> str:
+    """Changing one's own password takes the current one (a stolen token alone cannot take the
+    account over); returns the hash it was verified against."""
+    if not current_password:
+        raise ValidationFailed(
+            "Your current password is required to set a new one",
+            {"currentPassword": ["Required to change your own password."]},
+        )
+    with ReadOnlyUnitOfWork() as uow:
+        password_hash = _visible_user(uow.users, actor, user_id, lock=False).password_hash
+        uow.close()  # no connection is held while argon2 runs
+    if not verify_password(password_hash, current_password):
+        raise Forbidden("The current password is incorrect")
+    return str(password_hash)
+
+
+def update_user(
+    actor: Actor, user_id: uuid.UUID, changes: Mapping[str, Any], current_password: str | None = None
+) -> User:
+    """Change name, address and/or password; a new password revokes every earlier token.
+
+    One's own new password needs ``current_password``; an admin resetting another account's does not.
+    """
     unknown = set(changes) - UPDATABLE_FIELDS
     if unknown:
         raise ValidationFailed(
             "These fields cannot be changed", {name: ["Unknown field."] for name in sorted(unknown)}
         )
-    new_hash = None
+    new_hash = verified_hash = None
     if changes.get("password") is not None:
-        new_hash = hash_password(_checked_password(changes["password"]))
+        password = _checked_password(changes["password"])
+        if actor.user_id == user_id:
+            verified_hash = _verified_current_password(actor, user_id, current_password)
+        new_hash = hash_password(password)
+    elif current_password is not None:
+        raise ValidationFailed(
+            "currentPassword goes with a new password",
+            {"currentPassword": ["Only with password."]},
+        )
     with UnitOfWork() as uow:
         user = _visible_user(uow.users, actor, user_id, lock=True)
+        if verified_hash is not None and user.password_hash != verified_hash:
+            # Changed since it was verified (no transaction is held while argon2 runs).
+            raise Forbidden("The current password is incorrect")
         if "name" in changes:
             user.name = changes["name"]
         if "address" in changes:
@@ -186,13 +219,13 @@ def create_admin(email: str, password: str, name: str = "Administrator") -> tupl
     return user, created
 
 
-def token_is_current(user_id: uuid.UUID, token_version: object) -> bool:
-    """Whether an access token of this user at this token version is still good: the user exists,
-    is not deleted, and has not revoked earlier tokens since (password change, deletion)."""
+def token_holder_role(user_id: uuid.UUID, token_version: object) -> str | None:
+    """The role of the user an access token speaks for, as the database has it now (a demotion
+    takes effect at the next request); None when the token is no longer good: no such user, the
+    account deleted, or earlier tokens revoked since (password change). One statement."""
     with ReadOnlyUnitOfWork() as uow:
         state = uow.users.token_state(user_id)
         uow.close()  # the view's own transaction starts afresh
-    if state is None:
-        return False
-    version, deleted = state
-    return not deleted and version == token_version
+    if state is None or state.deleted or state.token_version != token_version:
+        return None
+    return state.role

@@ -118,7 +118,11 @@ def test_a_deleted_users_token_is_401(client, customer, token_for):
 
 def test_a_token_from_before_a_password_change_is_401(client, customer, token_for):
     old = token_for(customer)
-    changed = client.patch(f"/users/{customer.id}", json={"password": "a brand new password"}, headers=old)
+    changed = client.patch(
+        f"/users/{customer.id}",
+        json={"password": "a brand new password", "currentPassword": "correct horse battery"},
+        headers=old,
+    )
     assert changed.status_code == 200
     assert client.get(f"/users/{customer.id}", headers=old).status_code == 401
 

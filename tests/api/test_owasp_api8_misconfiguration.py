@@ -9,6 +9,8 @@ not for scripts on other sites).
 
 from __future__ import annotations
 
+import secrets
+
 import pytest
 
 from app import create_app
@@ -24,11 +26,15 @@ SECURITY_HEADERS = {
 INTERNALS = ("Traceback", 'File "', ".py", "sqlalchemy", "psycopg", "werkzeug", "SELECT ", "secret internals")
 
 
+PRODUCTION_SECRET = secrets.token_hex(32)
+
+
 def production_app(database_url, redis_url, **extra):
     return create_app(
         {
             "APP_ENV": "production",
-            "SECRET_KEY": "a-production-secret-that-is-long-enough-0123456789",
+            "SECRET_KEY": PRODUCTION_SECRET,
+            "METRICS_TOKEN": "metrics-" + PRODUCTION_SECRET[:16],
             "DATABASE_URL": database_url,
             "REDIS_URL": redis_url,
             **extra,

@@ -135,7 +135,8 @@ def test_create_rejects_fields_the_client_may_not_set(client, as_admin, field):
 def test_price_keeps_exact_cents(client, as_admin, app_ctx):
     body = client.post("/products", json=new_product(price=0.1), headers=as_admin).get_json()
     assert body["price"] == 0.1
-    assert client.post("/products", json=new_product(price=0), headers=as_admin).status_code == 201
+    # SPEC §5.10 replaces "0 is a price": below 0.01 → 422.
+    assert client.post("/products", json=new_product(price=0.01), headers=as_admin).status_code == 201
 
 
 # ---- read and list ---------------------------------------------------------------------------

@@ -257,7 +257,9 @@ def test_update_validates_password_and_address(client, account):
 def test_password_change_revokes_earlier_tokens_and_the_new_password_works(client, account):
     profile, headers = account
     response = client.patch(
-        f"/users/{profile['userId']}", json={"password": "a-brand-new-password"}, headers=headers
+        f"/users/{profile['userId']}",
+        json={"password": "a-brand-new-password", "currentPassword": PASSWORD},
+        headers=headers,
     )
     assert response.status_code == 200
     problem(client.get(f"/users/{profile['userId']}", headers=headers), 401)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import secrets
 import signal
 import socket
 import subprocess
@@ -131,9 +132,12 @@ class Stack:
             "PAYMENT_SWEEP_SECONDS": "15",
             "CELERY_BEAT_SCHEDULE": str(workdir / "celerybeat-schedule"),
             "AUTH_RATE_LIMIT": "1000/minute",
+            "AUTH_ACCOUNT_RATE_LIMIT": "1000/minute",
+            "SIGNUP_RATE_LIMIT": "1000/minute",
             "CHECKOUT_RATE_LIMIT": "1000/minute",
             "LOG_LEVEL": "INFO",
             "PYTHONUNBUFFERED": "1",
+            "SECRET_KEY": secrets.token_hex(32),
         }
         self.env.pop("TEST_DATABASE_URL", None)
         self.env.update(env)

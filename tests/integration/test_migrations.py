@@ -48,3 +48,51 @@ def test_checkout_feature_is_seeded_by_the_migration(app):
 
     with app.app_context():
         assert db.session.get(Feature, "checkout").enabled is True
+
+
+def test_the_email_key_migration_keeps_existing_accounts_reachable(empty_database: str, redis_url: str):
+    """0002 backfills email_key with the one folding rule, so accounts made before it log in as typed
+    (SPEC §5.10), and rows the previous release writes during a rolling deploy get a key too."""
+    from app.adapters.passwords import hash_password
+    from app.extensions import db
+    from app.services.users import authenticate
+
+    app = make_app(empty_database, redis_url)
+    password_hash = hash_password("correct horse battery")
+    with app.app_context():
+        upgrade(revision="0001")
+        with psycopg.connect(empty_database) as conn:
+            for email in (
+                "İnci@example.com",
+                "Mixed.Case@Example.com",
+                "STRASSE@example.com",
+                "straße@example.com",
+            ):
+                conn.execute(
+                    "INSERT INTO users (id, email, name, password_hash, role, token_version, created_at, "
+                    "updated_at) VALUES (gen_random_uuid(), %s, 'Old', %s, 'customer', 1, now(), now())",
+                    (email, password_hash),
+                )
+                conn.commit()  # one by one: created_at orders them
+        upgrade()
+        assert authenticate("İnci@example.com", "correct horse battery").email == "İnci@example.com"
+        assert (
+            authenticate("mixed.case@example.com", "correct horse battery").email == "Mixed.Case@Example.com"
+        )
+        # Two addresses that fold alike predate the rule: the older keeps the folded key, both log in.
+        assert authenticate("strasse@example.com", "correct horse battery").email == "STRASSE@example.com"
+        with psycopg.connect(empty_database) as conn:
+            keys = dict(conn.execute("SELECT email, email_key FROM users").fetchall())
+            # What the previous release would write (no email_key): the trigger fills it in.
+            conn.execute(
+                "INSERT INTO users (id, email, name, role, token_version, created_at, updated_at) "
+                "VALUES (gen_random_uuid(), 'Old.Release@Example.com', 'N-1', 'customer', 1, now(), now())"
+            )
+            filled = conn.execute(
+                "SELECT email_key FROM users WHERE email = 'Old.Release@Example.com'"
+            ).fetchone()
+            conn.commit()
+        assert keys["İnci@example.com"] == "i̇nci@example.com"
+        assert keys["straße@example.com"] == "straße@example.com"
+        assert filled == ("old.release@example.com",)
+        db.engine.dispose()

@@ -95,6 +95,12 @@ def test_processes_get_the_whole_spec_configuration(compose: dict[str, Any]):
     assert env["REDIS_URL"].startswith("redis://redis:6379/")
 
 
+def test_no_signing_key_ships_in_the_compose_file(compose: dict[str, Any]):
+    """A default SECRET_KEY here would let anyone who read it sign admin tokens (SPEC §5.10)."""
+    secret = compose["services"]["web"]["environment"]["SECRET_KEY"]
+    assert re.fullmatch(r"\$\{SECRET_KEY:\?[^}]+\}", secret), secret
+
+
 def test_the_image_is_built_with_pip_install_and_runs_as_a_non_root_user():
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert re.search(r"^FROM python:3\.11-slim\b", dockerfile, re.M)
