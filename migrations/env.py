@@ -1,4 +1,5 @@
 import logging
+import time
 
 from alembic import context
 from flask import current_app
@@ -68,7 +69,7 @@ TRANSACTION_PER_MIGRATION = True
 # Two release steps at once (a retried job, two deploys) take turns on this session lock: the
 # second waits (up to a minute), then finds the schema at head and does nothing.
 MIGRATION_LOCK = "hashtext('oms:migrations')"
-MIGRATION_LOCK_WAIT = "60s"
+MIGRATION_LOCK_WAIT_SECONDS = 120
 
 
 def run_migrations_offline():
@@ -122,8 +123,7 @@ def run_migrations_online():
     connectable = get_engine()
 
     with connectable.connect() as connection:
-        connection.exec_driver_sql(f"SET lock_timeout = '{MIGRATION_LOCK_WAIT}'")
-        connection.exec_driver_sql(f"SELECT pg_advisory_lock({MIGRATION_LOCK})")
+        _take_turn(connection)
         for statement in migration_timeouts():
             connection.exec_driver_sql(statement)
         connection.commit()
@@ -140,6 +140,27 @@ def run_migrations_online():
             connection.rollback()  # whatever a failed revision left open
             connection.exec_driver_sql(f"SELECT pg_advisory_unlock({MIGRATION_LOCK})")
             connection.commit()
+
+
+def _take_turn(connection):
+    """Wait for the migration lock by polling pg_try_advisory_lock, never by blocking on it.
+
+    A session blocked in pg_advisory_lock keeps a snapshot open, and CREATE INDEX CONCURRENTLY in the
+    release that holds the lock waits for every older snapshot to end: the two would wait on each
+    other until the lock wait timed out (two overlapping release steps failed that way). Each try
+    here is a short transaction of its own, so the index build is never held up by the waiter.
+    """
+    deadline = time.monotonic() + MIGRATION_LOCK_WAIT_SECONDS
+    while True:
+        taken = connection.exec_driver_sql(f"SELECT pg_try_advisory_lock({MIGRATION_LOCK})").scalar()
+        connection.commit()
+        if taken:
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError(
+                f"another release step held the migration lock for over {MIGRATION_LOCK_WAIT_SECONDS} s"
+            )
+        time.sleep(0.25)
 
 
 if context.is_offline_mode():

@@ -435,33 +435,37 @@ class Store:
 
     def authenticate(self, intent_id: str, outcome: str) -> dict[str, Any]:
         """Test support: the customer completes (or fails) 3-D Secure for a ``requires_action`` intent."""
-        with self.lock:
-            intent = self._intent(intent_id)
-            if intent.status != "requires_action":
-                raise _unexpected_state(intent, "authenticate")
-            if outcome == "succeed":
-                self._charge(intent)
-                intent.status = "succeeded"
-            else:
-                intent.status = "requires_payment_method"
-                intent.last_payment_error = dict(AUTHENTICATION_FAILURE)
-            body = self.payment_intent_json(intent)
-        self._after_confirm(intent)
-        return body
+        return self._finish(intent_id, "requires_action", "authenticate", outcome, AUTHENTICATION_FAILURE)
 
     def settle(self, intent_id: str, outcome: str) -> dict[str, Any]:
-        """Test support: a ``processing`` payment finally succeeds or fails."""
+        """Test support: a ``processing`` payment finally succeeds or fails (a failed charge)."""
+        return self._finish(intent_id, "processing", "settle", outcome, PROCESSING_FAILURE, charged=True)
+
+    def _finish(
+        self,
+        intent_id: str,
+        waiting_in: str,
+        action: str,
+        outcome: str,
+        failure: dict[str, Any],
+        charged: bool = False,
+    ) -> dict[str, Any]:
+        """End an intent waiting in ``waiting_in``: charged, or back to requires_payment_method with
+        ``failure`` (after a failed charge when ``charged``)."""
         with self.lock:
             intent = self._intent(intent_id)
-            if intent.status != "processing":
-                raise _unexpected_state(intent, "settle")
+            if intent.status != waiting_in:
+                raise _unexpected_state(intent, action)
             if outcome == "succeed":
                 self._charge(intent)
                 intent.status = "succeeded"
             else:
-                self._charge(intent, failure_code=PROCESSING_FAILURE["code"])
+                if charged:
+                    self._charge(intent, failure_code=failure["code"])
                 intent.status = "requires_payment_method"
-                intent.last_payment_error = {**PROCESSING_FAILURE, "charge": intent.latest_charge}
+                intent.last_payment_error = (
+                    {**failure, "charge": intent.latest_charge} if charged else dict(failure)
+                )
             body = self.payment_intent_json(intent)
         self._after_confirm(intent)
         return body

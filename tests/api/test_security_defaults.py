@@ -11,12 +11,12 @@ from flask import Flask
 from flask_jwt_extended import create_access_token
 from sqlalchemy import func, select, update
 
-from app.api.errors import PROBLEM_JSON
 from app.domain.carts import CartItem
 from app.domain.catalogue import Product
 from app.domain.orders import Order
 from app.domain.users import User
 from app.extensions import db, limiter
+from tests.api.test_conventions import assert_problem
 from tests.conftest import make_app
 from tests.shop import make_product
 
@@ -24,12 +24,7 @@ PASSWORD = "correct horse battery"  # the password of conftest's make_user
 ADDRESS = {"line1": "1 Main St", "city": "Springfield", "postalCode": "12345", "country": "US"}
 
 
-def problem(response, status):
-    assert response.status_code == status, response.get_data(as_text=True)
-    assert response.mimetype == PROBLEM_JSON
-    body = response.get_json(force=True)
-    assert body["status"] == status
-    return body
+problem = assert_problem
 
 
 def address() -> str:
