@@ -227,7 +227,10 @@ class Settings:
             OPENAPI_URL_PREFIX="/",
             OPENAPI_JSON_PATH="openapi.json",
             OPENAPI_SWAGGER_UI_PATH="/docs",
-            OPENAPI_SWAGGER_UI_URL="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/",
+            # Served by the app from the swagger-ui-bundle package (app/api/docs.py): no CDN, and no
+            # call to swagger.io's online validator.
+            OPENAPI_SWAGGER_UI_URL="/docs/assets/",
+            OPENAPI_SWAGGER_UI_CONFIG={"validatorUrl": None},
             # flask-jwt-extended
             JWT_SECRET_KEY=self.SECRET_KEY,
             JWT_ALGORITHM="HS256",

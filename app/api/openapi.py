@@ -95,10 +95,16 @@ class ProblemResponsesPlugin(BasePlugin):
 
 
 class OmsApi(Api):
-    """flask-smorest's Api with problem+json error documentation."""
+    """flask-smorest's Api with problem+json error documentation, and Swagger UI served locally."""
 
     ERROR_SCHEMA = ProblemSchema
     DEFAULT_ERROR_RESPONSE_NAME = None  # type: ignore[assignment]
+
+    def init_app(self, app: Any, *args: Any, **kwargs: Any) -> None:
+        from app.api import docs
+
+        super().init_app(app, *args, **kwargs)
+        app.register_blueprint(docs.blp)
 
     def _register_responses(self) -> None:  # type: ignore[no-untyped-def]
         for status in http.HTTPStatus:
