@@ -98,6 +98,10 @@ class Settings:
     # server-side, since the next transaction may run on another server connection (docs/scaling.md).
     DB_PREPARED_STATEMENTS: bool = True
     PROMETHEUS_MULTIPROC_DIR: str = ""
+    # The worker's own /metrics port (task counts, durations, retries; 0: not served), and how often
+    # beat refreshes the payments/notifications-by-status counts /metrics shows.
+    WORKER_METRICS_PORT: int = 0
+    STATUS_COUNTS_REFRESH_SECONDS: float = 30.0
     # The SMTP client: socket timeout, and its circuit breaker (shared by all workers through Redis).
     SMTP_TIMEOUT_SECONDS: float = 10.0
     SMTP_BREAKER_FAIL_MAX: int = 5
@@ -170,6 +174,10 @@ class Settings:
             DB_LOCK_TIMEOUT_MS=_int(env, "DB_LOCK_TIMEOUT_MS", cls.DB_LOCK_TIMEOUT_MS, 0),
             DB_PREPARED_STATEMENTS=_bool(env, "DB_PREPARED_STATEMENTS", cls.DB_PREPARED_STATEMENTS),
             PROMETHEUS_MULTIPROC_DIR=env.get("PROMETHEUS_MULTIPROC_DIR", cls.PROMETHEUS_MULTIPROC_DIR),
+            WORKER_METRICS_PORT=_int(env, "WORKER_METRICS_PORT", cls.WORKER_METRICS_PORT, 0),
+            STATUS_COUNTS_REFRESH_SECONDS=_float(
+                env, "STATUS_COUNTS_REFRESH_SECONDS", cls.STATUS_COUNTS_REFRESH_SECONDS
+            ),
             SMTP_TIMEOUT_SECONDS=_float(env, "SMTP_TIMEOUT_SECONDS", cls.SMTP_TIMEOUT_SECONDS),
             TRUSTED_PROXY_COUNT=_int(env, "TRUSTED_PROXY_COUNT", cls.TRUSTED_PROXY_COUNT, 0),
             SMTP_BREAKER_FAIL_MAX=_int(env, "SMTP_BREAKER_FAIL_MAX", cls.SMTP_BREAKER_FAIL_MAX, 1),

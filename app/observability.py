@@ -37,7 +37,12 @@ DRAINING = Gauge("oms_web_draining", "1 while this web process is shutting down"
 
 
 class DatabaseStatsCollector(Collector):
-    """Gauges read from Postgres at scrape time, so every process reports the same truth."""
+    """The outbox backlog, read from Postgres at scrape time (a partial index bounds it by the backlog).
+
+    Payments and notifications by status are not counted here: beat refreshes those counts into
+    Redis (``oms.refresh_status_counts``) and ``RedisStateCollector`` reads them, so no scrape scans
+    a table.
+    """
 
     def __init__(self, app: Flask) -> None:
         self.app = app
@@ -48,18 +53,10 @@ class DatabaseStatsCollector(Collector):
 
         try:
             with self.app.app_context():
-                stats = StatsRepository(db.session()).snapshot()
+                stats = StatsRepository(db.session()).outbox()
                 db.session.rollback()
         except Exception:  # the database is down: /metrics still answers
             return
-        payments = GaugeMetricFamily("oms_payments", "Payments by status", labels=["status"])
-        for status, count in stats["payments"].items():
-            payments.add_metric([status], count)
-        yield payments
-        notes = GaugeMetricFamily("oms_notifications", "Notifications by status", labels=["status"])
-        for status, count in stats["notifications"].items():
-            notes.add_metric([status], count)
-        yield notes
         yield GaugeMetricFamily(
             "oms_outbox_pending", "Outbox messages not processed yet", value=stats["outbox_pending"]
         )
@@ -84,8 +81,14 @@ def metrics_response(app: Flask) -> Response:
 def _db_registry(app: Flask) -> CollectorRegistry:
     registry = app.extensions.get("oms_db_registry")
     if registry is None:
+        from app.adapters.queue import DEFAULT_QUEUE, NOTIFICATIONS_QUEUE
+        from app.task_metrics import RedisStateCollector
+
         registry = CollectorRegistry(auto_describe=False)
         registry.register(DatabaseStatsCollector(app))
+        registry.register(
+            RedisStateCollector(str(app.config["REDIS_URL"]), (DEFAULT_QUEUE, NOTIFICATIONS_QUEUE))
+        )
         app.extensions["oms_db_registry"] = registry
     return registry  # type: ignore[no-any-return]
 

@@ -30,6 +30,7 @@ DELIVER_NOTIFICATION = "oms.deliver_notification"
 RETRY_FAILED_NOTIFICATIONS = "oms.retry_failed_notifications"
 RECONCILE_STOCK = "oms.reconcile_stock"
 PURGE_EXPIRED = "oms.purge_expired"
+REFRESH_STATUS_COUNTS = "oms.refresh_status_counts"
 
 # Queues. The worker consumes both, always ``oms`` first (``sorted`` order: BRPOP takes from the
 # first non-empty list): e-mail waits behind the money and the events that lead to it, so a burst
@@ -51,6 +52,7 @@ class BrokerUnavailable(RuntimeError):
 
 def beat_schedule(config: dict[str, Any]) -> dict[str, Any]:
     """The one place where periodic jobs and their periods are declared."""
+    refresh = float(config.get("STATUS_COUNTS_REFRESH_SECONDS", 30))
     return {
         "relay-outbox": {
             "task": RELAY_OUTBOX,
@@ -71,6 +73,12 @@ def beat_schedule(config: dict[str, Any]) -> dict[str, Any]:
             "schedule": timedelta(seconds=max(5.0, float(config["PAYMENT_SWEEP_SECONDS"]) / 2)),
         },
         "purge-expired": {"task": PURGE_EXPIRED, "schedule": timedelta(hours=1)},
+        # Payments/notifications by status for /metrics (app/task_metrics.py): counted here, not per scrape.
+        "refresh-status-counts": {
+            "task": REFRESH_STATUS_COUNTS,
+            "schedule": timedelta(seconds=refresh),
+            "options": {"expires": refresh},
+        },
     }
 
 
