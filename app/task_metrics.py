@@ -24,6 +24,7 @@ from prometheus_client import multiprocess as prom_multiprocess
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from app.adapters.mailer import BREAKER_NAMESPACE as SMTP_BREAKER_NAMESPACE
 from app.log import get_logger
 
 log = get_logger(__name__)
@@ -38,11 +39,11 @@ TASK_DURATION = Histogram(
 TASK_RETRIES = Counter("oms_celery_task_retries_total", "Celery task retries by task", ["task"])
 TASK_FAILURES = Counter("oms_celery_task_failures_total", "Celery tasks that raised, by task", ["task"])
 
-# Where the two circuit breakers keep their state (pybreaker's CircuitRedisStorage under the
-# namespace SharedCircuitBreaker gives it), by the name the metric shows.
+# Where the two circuit breakers keep their state (pybreaker's CircuitRedisStorage, under the
+# namespace each adapter gives it), by the name the metric shows.
 BREAKER_STATE_KEYS = {
-    "gateway": "oms:breaker:payment-gateway:pybreaker:state",
-    "smtp": "oms:breaker:smtp:pybreaker:state",
+    "gateway": "oms:breaker:payment-gateway:pybreaker:state",  # SharedCircuitBreaker("payment-gateway")
+    "smtp": f"{SMTP_BREAKER_NAMESPACE}:pybreaker:state",
 }
 BREAKER_STATES = ("closed", "half-open", "open")
 STATUS_COUNTS_KEY = "oms:metrics:status-counts"
