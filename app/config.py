@@ -195,6 +195,8 @@ class Settings:
 
     def as_flask_config(self) -> dict[str, Any]:
         """The Flask config mapping: our settings plus what the extensions read."""
+        from app.adapters.redis_budget import BudgetedConnection
+
         cfg: dict[str, Any] = {f.name: getattr(self, f.name) for f in fields(self)}
         for name in ("DATABASE_URL", "REDIS_URL"):
             if getattr(self, name) == EMBEDDED:
@@ -248,7 +250,12 @@ class Settings:
             JWT_ERROR_MESSAGE_KEY="detail",
             # Flask-Limiter
             RATELIMIT_STORAGE_URI=self.REDIS_URL,
-            RATELIMIT_STORAGE_OPTIONS={"socket_connect_timeout": 1, "socket_timeout": 1},
+            # BudgetedConnection: the limiter's Redis reads share the request's one-second Redis budget.
+            RATELIMIT_STORAGE_OPTIONS={
+                "socket_connect_timeout": 1,
+                "socket_timeout": 1,
+                "connection_class": BudgetedConnection,
+            },
             RATELIMIT_HEADERS_ENABLED=True,
             RATELIMIT_SWALLOW_ERRORS=True,
             RATELIMIT_IN_MEMORY_FALLBACK_ENABLED=True,

@@ -19,6 +19,7 @@ from prometheus_client import multiprocess as prom_multiprocess
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from app.adapters.redis_budget import end_request_budget, start_request_budget
 from app.log import bind_request_id, clean_request_id, get_logger
 
 log = get_logger("oms.access")
@@ -106,6 +107,11 @@ def init_observability(app: Flask) -> None:
         g.request_id = clean_request_id(request.headers.get("X-Request-ID"))
         g.started = time.perf_counter()
         bind_request_id(g.request_id)
+        start_request_budget()  # about a second for all of this request's Redis work
+
+    @app.teardown_request
+    def _end_budget(_: BaseException | None = None) -> None:
+        end_request_budget()
 
     @app.after_request
     def _finish(response: Response) -> Response:

@@ -16,6 +16,7 @@ from celery import Celery, Task
 from celery.signals import before_task_publish, task_postrun, task_prerun, worker_process_init
 from flask import Flask, current_app, has_app_context
 
+from app.adapters import redis_budget
 from app.log import bind_request_id, current_request_id, get_logger
 
 log = get_logger(__name__)
@@ -156,6 +157,9 @@ def send_task(
     headers = {"request_id": request_id or current_request_id()}
     if countdown is not None:
         options["countdown"] = max(0.0, min(float(countdown), MAX_COUNTDOWN_SECONDS))
+    skip = redis_budget.skip_reason()  # on a request path: Redis just seen hung, or the budget spent
+    if skip:
+        raise BrokerUnavailable(f"publishing skipped: {skip}")
     try:
         publish_breaker.call(
             celery_app.send_task, name, args=args or [], headers=headers, retry=False, **options
@@ -164,6 +168,8 @@ def send_task(
         raise BrokerUnavailable("broker recently unreachable; publishing skipped") from exc
     except Exception as exc:  # kombu/redis raise many types; all mean "not published"
         log.warning("publish_failed", task=name, error=f"{type(exc).__name__}: {exc}")
+        if redis_budget.on_request_path():
+            redis_budget.mark_unavailable()
         raise BrokerUnavailable(str(exc)) from exc
 
 
