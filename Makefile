@@ -15,7 +15,7 @@ export UV_PROJECT_ENVIRONMENT := $(CURDIR)/$(VENV)
 $(VENV)/.installed: pyproject.toml uv.lock
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	test -x $(BIN)/uv || $(PY) -m pip install --quiet 'uv>=0.13,<0.14'
-	$(BIN)/uv sync --quiet --locked --extra dev --python $(PY)
+	$(BIN)/uv sync --quiet --locked --extra dev --compile-bytecode --python $(PY)
 	touch $@
 
 install: $(VENV)/.installed

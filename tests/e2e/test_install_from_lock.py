@@ -49,7 +49,8 @@ def test_a_fresh_checkout_installs_from_the_lock_and_runs_the_procfile(
     env.update(UV_PROJECT_ENVIRONMENT=str(venv), UV_PYTHON_DOWNLOADS="never")
     started = time.monotonic()
     installed = subprocess.run(
-        [uv, "sync", "--locked", "--no-default-groups"],
+        # Bytecode compiled at install, as pip and Heroku's build do (processes start faster).
+        [uv, "sync", "--locked", "--no-default-groups", "--compile-bytecode"],
         cwd=app_dir,
         env=env,
         capture_output=True,
