@@ -5,13 +5,6 @@ import tempfile
 
 from app.config import Settings
 
-# Prometheus multiprocess mode: every gunicorn worker writes its samples under this directory and
-# /metrics answers their sum, whichever worker takes the scrape. Set here, in the master, before
-# any worker imports prometheus_client; a directory of this master's own unless the environment
-# names one.
-if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="oms-metrics-web-")
-
 _settings = Settings.from_env()
 
 bind = f"0.0.0.0:{_settings.PORT}"
@@ -43,3 +36,12 @@ def child_exit(server, worker):  # type: ignore[no-untyped-def]
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid)
+
+
+def on_starting(server):  # type: ignore[no-untyped-def]
+    """Prometheus multiprocess mode: every worker writes its samples under PROMETHEUS_MULTIPROC_DIR
+    and /metrics answers their sum, whichever worker takes the scrape. Set in the master before
+    any worker is forked (and imports prometheus_client); a directory of this master's own unless
+    the environment names one."""
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="oms-metrics-web-")
