@@ -106,3 +106,14 @@ def sweep_pending_payments() -> dict[str, int]:
 def purge_expired() -> int:
     """Beat (hourly): forget checkout idempotency keys older than their 24 h."""
     return orders.purge_expired_idempotency_keys(db.session())
+
+
+@shared_task(name=queue.REFRESH_STATUS_COUNTS, acks_late=True)
+def refresh_status_counts() -> None:
+    """Beat: count payments and notifications by status into Redis, where /metrics reads them."""
+    from app.repositories.stats import StatsRepository
+    from app.task_metrics import store_status_counts
+
+    counts = StatsRepository(db.session()).status_counts()
+    db.session.rollback()
+    store_status_counts(str(current_app.config["REDIS_URL"]), counts["payments"], counts["notifications"])

@@ -10,6 +10,7 @@ from app.domain.carts import MAX_LINE_QUANTITY, CartLineView, CartView, check_li
 from app.domain.errors import NotFound
 from app.repositories.carts import CartRepository
 from app.repositories.catalogue import ProductRepository
+from app.repositories.users import UserRepository
 from app.services.transactions import retry_on_contention
 from app.services.unit_of_work import UnitOfWork
 
@@ -23,10 +24,20 @@ def _view(rows: list, user_id: uuid.UUID, currency: str) -> CartView:  # type: i
     return CartView(cart_id=rows[0].id, user_id=user_id, lines=lines, currency=currency)
 
 
-def get_cart(session: Session, user_id: uuid.UUID, currency: str) -> CartView:
-    """The user's cart at current prices; created on first use (one statement once it exists)."""
+def get_cart(session: Session, user_id: uuid.UUID, currency: str, *, create: bool = True) -> CartView:
+    """The user's cart at current prices; created on first use (one statement once it exists).
+
+    ``create=False`` (someone else reading it: an admin) never writes: with no cart yet the answer
+    is an empty cart without an id.
+    """
     repo = CartRepository(session)
     rows = repo.view_rows(user_id)
+    if not rows and not create:
+        owner = UserRepository(session).get_active(user_id)
+        session.rollback()
+        if owner is None:
+            raise NotFound("The user was not found")
+        return CartView(cart_id=None, user_id=user_id, lines=(), currency=currency)
     if not rows:
         with UnitOfWork(session) as uow:
             repo.ensure(user_id)
