@@ -274,7 +274,10 @@ class Drill:
         time.sleep(seconds)
 
     def psql(self, sql: str, params: Any = None) -> list[tuple[Any, ...]]:
-        with psycopg.connect(libpq_url(self.direct_url), autocommit=True) as conn:
+        # The drill's own statements (seeding, checks) are not bound by the app's timeouts.
+        with psycopg.connect(
+            libpq_url(self.direct_url), autocommit=True, options="-c statement_timeout=0"
+        ) as conn:
             cursor = conn.execute(sql, params)
             return list(cursor.fetchall()) if cursor.description else []
 
@@ -528,13 +531,22 @@ class Drill:
                 json={"productName": "Drill archive", "description": "history", "price": 1, "stock": 10},
             )["productId"]
             started = time.monotonic()
-            self.psql(
-                "INSERT INTO stock_movements (id, product_id, delta, reason, note, stock_after, created_at) "
-                "SELECT gen_random_uuid(), %(p)s, CASE WHEN g %% 2 = 1 THEN 1 ELSE -1 END, 'ADJUSTMENT', "
-                "'drill history', CASE WHEN g %% 2 = 1 THEN 11 ELSE 10 END, "
-                "now() - make_interval(secs => %(n)s - g) FROM generate_series(1, %(n)s) g",
-                {"p": archive, "n": args.history_rows},
-            )
+            chunk = 200_000
+            for first in range(1, args.history_rows + 1, chunk):
+                self.psql(
+                    "INSERT INTO stock_movements "
+                    "(id, product_id, delta, reason, note, stock_after, created_at) "
+                    "SELECT gen_random_uuid(), %(p)s, CASE WHEN g %% 2 = 1 THEN 1 ELSE -1 END, 'ADJUSTMENT', "
+                    "'drill history', CASE WHEN g %% 2 = 1 THEN 11 ELSE 10 END, "
+                    "now() - make_interval(secs => %(n)s - g) "
+                    "FROM generate_series(%(first)s, %(last)s) g",
+                    {
+                        "p": archive,
+                        "n": args.history_rows,
+                        "first": first,
+                        "last": min(first + chunk - 1, args.history_rows),
+                    },
+                )
             self.psql("VACUUM ANALYZE stock_movements")
             log(f"seeded {args.history_rows:,} ledger rows in {time.monotonic() - started:.0f}s")
 
@@ -543,12 +555,12 @@ class Drill:
         args = self.args
         try:
             self.setup()
+            directory = self.bad_migration_directory() if args.bad_migration else None
             self.load = Load(f"http://127.0.0.1:{self.lb_port}", self.products, self.shoppers, args.rate)
             self.load.start(clients=args.clients)
             log(f"load: {args.rate} req/s, {args.users} shoppers, {args.products} products")
             with self.phase("blue serves"):
                 self.hold(args.hold)
-            directory = self.bad_migration_directory() if args.bad_migration else None
             with self.phase("release migration (blue serves)") as p:
                 self.event("release phase starts", command=self.green.procfile()["release"])
                 self.migration = self.run_release(self.green, timeout=600, directory=directory)
@@ -918,7 +930,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", type=int, default=32, help="client threads")
     parser.add_argument("--hold", type=float, default=20.0, help="seconds each steady phase lasts")
     parser.add_argument("--p99-ms", type=float, default=1500.0, help="p99 limit of every phase")
-    parser.add_argument("--history-rows", type=int, default=1_500_000, help="ledger rows seeded before")
+    parser.add_argument("--history-rows", type=int, default=1_000_000, help="ledger rows seeded before")
     parser.add_argument("--database", default="oms_drill", help="database created on DATABASE_URL's server")
     parser.add_argument("--blue", help="the previous release (a git revision); default: see docs/deploy.md")
     parser.add_argument("--bad-migration", action="store_true", help="inject a table-rewriting migration")

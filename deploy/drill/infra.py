@@ -104,6 +104,8 @@ def haproxy_config(workdir: Path, port: int, servers: dict[str, int], weights: d
         "  timeout client 60s",
         "  timeout server 30s",
         "  timeout http-keep-alive 60s",
+        # A busy machine (other test suites) can delay a /readyz answer past a second.
+        "  timeout check 3s",
         # A request is retried only when the connection to a server could not be made (nothing was
         # sent, so even a POST is safe to send elsewhere), and then on another server.
         "  retries 3",
@@ -121,7 +123,7 @@ def haproxy_config(workdir: Path, port: int, servers: dict[str, int], weights: d
         "  option httpchk GET /readyz",
         "  http-check expect status 200",
         "  http-response set-header X-Drill-Server %s",
-        "  default-server inter 1s fastinter 500ms downinter 1s fall 2 rise 2",
+        "  default-server inter 1s fastinter 500ms downinter 1s fall 3 rise 2",
     ]
     for name, server_port in servers.items():
         weight = weights.get(name, 0)
