@@ -71,6 +71,7 @@ class Load:
         self.outcomes_lock = threading.Lock()
         self.orders_201: dict[str, str] = {}  # idempotency key → orderId answered 201
         self.replay_mismatches: list[str] = []
+        self.replays_refused: list[tuple[Shopper, str, dict[str, Any], str]] = []
         self.started = 0.0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -165,7 +166,15 @@ class Load:
                 )
                 same = again == 201 and isinstance(replayed, dict) and replayed.get("orderId") == order_id
                 flagged = response is not None and response.headers.get("Idempotent-Replayed") == "true"
-                if not (same and flagged):
+                toggled_off = isinstance(replayed, dict) and str(replayed.get("type", "")).endswith(
+                    "feature-disabled"
+                )
+                if again == 503 and toggled_off:
+                    # The toggle is checked before the key: the order stands, and the same replay
+                    # must answer it once the toggle is on again (checked after the load).
+                    with self.outcomes_lock:
+                        self.replays_refused.append((shopper, key, body, order_id))
+                elif not (same and flagged):
                     with self.outcomes_lock:
                         self.replay_mismatches.append(f"{key}: {again} {str(replayed)[:120]}")
         return None

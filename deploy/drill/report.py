@@ -31,8 +31,8 @@ def table(result: dict[str, Any], png_name: str) -> str:
         f"({result['totals']['requests']} requests, {result['totals']['errors']} errors).",
         "",
         "| phase | s | requests | errors | 409 (expected) | toggled-off 503 | p50 ms | p99 ms | green share "
-        "| HAProxy per server: requests / 5xx / went down |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| HAProxy per server: requests / 5xx / went down | load avg |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for p in result["phases"]:
         seen = "; ".join(
@@ -46,9 +46,11 @@ def table(result: dict[str, Any], png_name: str) -> str:
         lines.append(
             f"| {p['name']} | {p['end_s'] - p['start_s']:.0f} | {p['requests']} | {errors} | "
             f"{p['expected409']} | {p['checkoutToggledOff503']} | {p['p50_ms']:g} | {p99} | {share} "
-            f"| {seen} |"
+            f"| {seen} | {p.get('loadAverage1m', '')} |"
         )
     checks = result["checks"]
+    refused = checks.get("replaysRefusedByTheToggleThenAnsweredTheirOrder", [])
+    answered_later = f"{sum(1 for r in refused if r['sameOrder'])} of {len(refused)}"
     migration = result.get("migration") or {}
     lines += [
         "",
@@ -57,7 +59,8 @@ def table(result: dict[str, Any], png_name: str) -> str:
         f"{checks['ordersInDatabase']} (each exactly once: "
         f"{'yes' if checks['everyOrderAnswered201ExistsExactlyOnce'] else '**no**'}); idempotent replays "
         f"checked: {checks['idempotentReplaysChecked']}, "
-        f"mismatches: {len(checks['idempotentReplayMismatches'])}; "
+        f"mismatches: {len(checks['idempotentReplayMismatches'])} (refused by the toggle, then answered "
+        f"their order: {answered_later}); "
         f"payments: {checks['payments']}, all COMPLETED and charged exactly once in the sandbox: "
         f"{'yes' if checks['everyPaymentCompletedAndChargedOnce'] else '**no**'}; stock equals ledger: "
         f"{'yes' if checks['stockEqualsLedger'] else '**no**'}; toggle refusals only outside the rollout: "
