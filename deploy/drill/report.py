@@ -52,6 +52,11 @@ def table(result: dict[str, Any], png_name: str) -> str:
     refused = checks.get("replaysRefusedByTheToggleThenAnsweredTheirOrder", [])
     answered_later = f"{sum(1 for r in refused if r['sameOrder'])} of {len(refused)}"
     migration = result.get("migration") or {}
+    payments_claim = (
+        "none charged twice (not waited for: the drill stopped after the release phase)"
+        if result["badMigration"]
+        else "all COMPLETED and charged exactly once in the sandbox"
+    )
     lines += [
         "",
         f"Release migration: exit {migration.get('exitStatus')} in {migration.get('seconds')} s while blue "
@@ -61,14 +66,14 @@ def table(result: dict[str, Any], png_name: str) -> str:
         f"checked: {checks['idempotentReplaysChecked']}, "
         f"mismatches: {len(checks['idempotentReplayMismatches'])} (refused by the toggle, then answered "
         f"their order: {answered_later}); "
-        f"payments: {checks['payments']}, all COMPLETED and charged exactly once in the sandbox: "
+        f"payments: {checks['payments']}, {payments_claim}: "
         f"{'yes' if checks['everyPaymentCompletedAndChargedOnce'] else '**no**'}; stock equals ledger: "
         f"{'yes' if checks['stockEqualsLedger'] else '**no**'}; toggle refusals only outside the rollout: "
         f"{'yes' if checks['toggle']['consistent'] else '**no**'}.",
     ]
     lint = result.get("migrationLint")
     if lint:
-        findings = [ln for ln in lint["output"].splitlines() if ": " in ln and ln[:4].isdigit()]
+        findings = [ln for ln in lint["output"].splitlines() if re.match(r"^\w+:\d+: [a-z-]+: ", ln)]
         lines += [
             "",
             f"`make lint-migrations` (squawk) on the same migration: exit {lint['exitStatus']}:",
