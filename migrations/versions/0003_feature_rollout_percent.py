@@ -4,7 +4,7 @@ Expand only: the previous release reads and writes ``features`` without knowing 
 default, 100, means "everyone", today's behaviour), so both releases run side by side on it.
 
 Revision ID: 0003
-Revises: 0001
+Revises: 0002
 Create Date: 2026-12-02
 
 """
