@@ -7,7 +7,7 @@ export PATH := $(BIN):$(PATH)
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: install run test lint lint-migrations format bench soak clean
+.PHONY: install run test lint lint-migrations format bench soak deploy-drill clean
 
 # Installs exactly what uv.lock pins (runtime + the dev extra), nothing newer: `uv sync --locked`
 # refuses a lock that is stale against pyproject.toml (`uv lock` refreshes it; commit both).
@@ -59,6 +59,13 @@ bench: install
 SOAK_ARGS ?=
 soak: install
 	$(PY) -m app.devtools.services -- $(PY) -m bench.soak $(SOAK_ARGS)
+
+## Deploy drill: blue-green, canary, rollback and rolling restarts behind HAProxy + PgBouncer under load
+## (installs both from Debian when missing; a few minutes); writes docs/deploy-drill.json/.png and the
+## table in docs/deploy.md. DRILL_ARGS="--bad-migration" shows a locking migration failing it.
+DRILL_ARGS ?=
+deploy-drill: install
+	$(PY) -m app.devtools.services -- $(PY) -m deploy.drill $(DRILL_ARGS)
 
 clean:
 	rm -rf instance/test-postgres instance/test-redis .pytest_cache .mypy_cache .ruff_cache

@@ -155,7 +155,7 @@ def place_order(
     """
     if request.user_id != actor.user_id:
         raise _reject_foreign(actor, "The user was not found")
-    if not features.is_enabled(session, features.CHECKOUT, ttl=feature_ttl):
+    if not features.is_enabled(session, features.CHECKOUT, ttl=feature_ttl, user_id=request.user_id):
         session.rollback()
         raise FeatureDisabled("Checkout is temporarily disabled; retry later", retry_after=30)
     session.rollback()
