@@ -11,11 +11,17 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 RUN useradd --create-home --uid 10001 --user-group oms
 
 WORKDIR /srv/oms
-COPY pyproject.toml README.md ./
+# The runtime dependencies exactly as uv.lock pins them (hashes checked), in their own layer: the
+# lock, not the day of the build, decides every version. `--locked` fails on a stale lock.
+COPY pyproject.toml uv.lock README.md ./
+RUN pip install 'uv>=0.13,<0.14' \
+ && uv export --locked --no-dev --no-emit-project --format requirements.txt --output-file /tmp/requirements.txt \
+ && pip install --require-hashes --no-deps -r /tmp/requirements.txt \
+ && pip uninstall --yes uv && rm /tmp/requirements.txt
 COPY app ./app
 COPY worker ./worker
-# `pip install .` alone runs every Procfile line (runtime dependencies are base dependencies).
-RUN pip install .
+# The project itself, on top of the locked dependencies (--no-deps: nothing newer slips in).
+RUN pip install --no-deps .
 # The processes run from this directory, as on Heroku: `flask --app app`, gunicorn and celery
 # import the package from here, and the app finds migrations/ beside it.
 COPY migrations ./migrations

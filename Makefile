@@ -7,12 +7,15 @@ export PATH := $(BIN):$(PATH)
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: install run test lint lint-migrations format bench soak clean
+.PHONY: install run test lint lint-migrations format bench soak deploy-drill clean
 
-$(VENV)/.installed: pyproject.toml
+# Installs exactly what uv.lock pins (runtime + the dev extra), nothing newer: `uv sync --locked`
+# refuses a lock that is stale against pyproject.toml (`uv lock` refreshes it; commit both).
+export UV_PROJECT_ENVIRONMENT := $(CURDIR)/$(VENV)
+$(VENV)/.installed: pyproject.toml uv.lock
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	test -x $(BIN)/uv || $(PY) -m pip install --quiet 'uv>=0.13,<0.14'
+	$(BIN)/uv sync --quiet --locked --extra dev --compile-bytecode --python $(PY)
 	touch $@
 
 install: $(VENV)/.installed
@@ -34,6 +37,7 @@ n1-compat: install
 	$(PY) -m app.devtools.services --tests -- scripts/n1_compat.sh
 
 lint: install
+	uv lock --check
 	ruff check .
 	ruff format --check .
 	mypy
@@ -55,6 +59,13 @@ bench: install
 SOAK_ARGS ?=
 soak: install
 	$(PY) -m app.devtools.services -- $(PY) -m bench.soak $(SOAK_ARGS)
+
+## Deploy drill: blue-green, canary, rollback and rolling restarts behind HAProxy + PgBouncer under load
+## (installs both from Debian when missing; a few minutes); writes docs/deploy-drill.json/.png and the
+## table in docs/deploy.md. DRILL_ARGS="--bad-migration" shows a locking migration failing it.
+DRILL_ARGS ?=
+deploy-drill: install
+	$(PY) -m app.devtools.services -- $(PY) -m deploy.drill $(DRILL_ARGS)
 
 clean:
 	rm -rf instance/test-postgres instance/test-redis .pytest_cache .mypy_cache .ruff_cache

@@ -1,5 +1,8 @@
 """gunicorn settings for the `web` process: sized and bound from the app's settings."""
 
+import os
+import tempfile
+
 from app.config import Settings
 
 _settings = Settings.from_env()
@@ -30,3 +33,19 @@ def post_worker_init(worker):  # type: ignore[no-untyped-def]
     from app.lifecycle import drain_on_sigterm
 
     drain_on_sigterm(worker.wsgi, worker.handle_exit)
+
+
+def child_exit(server, worker):  # type: ignore[no-untyped-def]
+    """A worker that exited (restart, crash): its live gauges leave the sum (its counters stay)."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_starting(server):  # type: ignore[no-untyped-def]
+    """Prometheus multiprocess mode: every worker writes its samples under PROMETHEUS_MULTIPROC_DIR
+    and /metrics answers their sum, whichever worker takes the scrape. Set in the master before
+    any worker is forked (and imports prometheus_client); a directory of this master's own unless
+    the environment names one."""
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="oms-metrics-web-")

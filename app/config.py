@@ -168,6 +168,10 @@ class Settings:
     # server-side, since the next transaction may run on another server connection (docs/scaling.md).
     DB_PREPARED_STATEMENTS: bool = True
     PROMETHEUS_MULTIPROC_DIR: str = ""
+    # The worker's own /metrics port (task counts, durations, retries; 0: not served), and how often
+    # beat refreshes the payments/notifications-by-status counts /metrics shows.
+    WORKER_METRICS_PORT: int = 0
+    STATUS_COUNTS_REFRESH_SECONDS: float = 30.0
     # The SMTP client: socket timeout, and its circuit breaker (shared by all workers through Redis).
     SMTP_TIMEOUT_SECONDS: float = 10.0
     SMTP_BREAKER_FAIL_MAX: int = 5
@@ -260,6 +264,10 @@ class Settings:
             DB_LOCK_TIMEOUT_MS=_int(env, "DB_LOCK_TIMEOUT_MS", cls.DB_LOCK_TIMEOUT_MS, 0),
             DB_PREPARED_STATEMENTS=_bool(env, "DB_PREPARED_STATEMENTS", cls.DB_PREPARED_STATEMENTS),
             PROMETHEUS_MULTIPROC_DIR=env.get("PROMETHEUS_MULTIPROC_DIR", cls.PROMETHEUS_MULTIPROC_DIR),
+            WORKER_METRICS_PORT=_int(env, "WORKER_METRICS_PORT", cls.WORKER_METRICS_PORT, 0),
+            STATUS_COUNTS_REFRESH_SECONDS=_float(
+                env, "STATUS_COUNTS_REFRESH_SECONDS", cls.STATUS_COUNTS_REFRESH_SECONDS
+            ),
             SMTP_TIMEOUT_SECONDS=_float(env, "SMTP_TIMEOUT_SECONDS", cls.SMTP_TIMEOUT_SECONDS),
             TRUSTED_PROXY_COUNT=_int(env, "TRUSTED_PROXY_COUNT", cls.TRUSTED_PROXY_COUNT, 0),
             SMTP_BREAKER_FAIL_MAX=_int(env, "SMTP_BREAKER_FAIL_MAX", cls.SMTP_BREAKER_FAIL_MAX, 1),
@@ -277,6 +285,8 @@ class Settings:
 
     def as_flask_config(self) -> dict[str, Any]:
         """The Flask config mapping: our settings plus what the extensions read."""
+        from app.adapters.redis_budget import BudgetedConnection
+
         cfg: dict[str, Any] = {f.name: getattr(self, f.name) for f in fields(self)}
         for name in ("DATABASE_URL", "REDIS_URL"):
             if getattr(self, name) == EMBEDDED:
@@ -317,7 +327,10 @@ class Settings:
             OPENAPI_URL_PREFIX="/",
             OPENAPI_JSON_PATH="openapi.json",
             OPENAPI_SWAGGER_UI_PATH="/docs",
-            OPENAPI_SWAGGER_UI_URL="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/",
+            # Served by the app from the swagger-ui-bundle package (app/api/docs.py): no CDN, and no
+            # call to swagger.io's online validator.
+            OPENAPI_SWAGGER_UI_URL="/docs/assets/",
+            OPENAPI_SWAGGER_UI_CONFIG={"validatorUrl": None},
             # flask-jwt-extended
             JWT_SECRET_KEY=self.SECRET_KEY,
             JWT_ALGORITHM="HS256",
@@ -327,7 +340,12 @@ class Settings:
             JWT_ERROR_MESSAGE_KEY="detail",
             # Flask-Limiter
             RATELIMIT_STORAGE_URI=self.REDIS_URL,
-            RATELIMIT_STORAGE_OPTIONS={"socket_connect_timeout": 1, "socket_timeout": 1},
+            # BudgetedConnection: the limiter's Redis reads share the request's one-second Redis budget.
+            RATELIMIT_STORAGE_OPTIONS={
+                "socket_connect_timeout": 1,
+                "socket_timeout": 1,
+                "connection_class": BudgetedConnection,
+            },
             RATELIMIT_HEADERS_ENABLED=True,
             RATELIMIT_SWALLOW_ERRORS=True,
             RATELIMIT_IN_MEMORY_FALLBACK_ENABLED=True,

@@ -19,6 +19,7 @@ from prometheus_client import multiprocess as prom_multiprocess
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from app.adapters.redis_budget import end_request_budget, start_request_budget
 from app.log import bind_request_id, clean_request_id, get_logger
 
 log = get_logger("oms.access")
@@ -37,27 +38,24 @@ DRAINING = Gauge("oms_web_draining", "1 while this web process is shutting down"
 
 
 class DatabaseStatsCollector(Collector):
-    """Gauges read from Postgres at scrape time, so every process reports the same truth."""
+    """The outbox backlog, read from Postgres at scrape time (a partial index bounds it by the backlog).
+
+    Payments and notifications by status are not counted here: beat refreshes those counts into
+    Redis (``oms.refresh_status_counts``) and ``RedisStateCollector`` reads them, so no scrape scans
+    a table.
+    """
 
     def __init__(self, app: Flask) -> None:
         self.app = app
 
     def collect(self) -> Any:
-        from app.services.ops import stats_snapshot
+        from app.services.ops import outbox_stats
 
         try:
             with self.app.app_context():
-                stats = stats_snapshot()
+                stats = outbox_stats()
         except Exception:  # the database is down: /metrics still answers
             return
-        payments = GaugeMetricFamily("oms_payments", "Payments by status", labels=["status"])
-        for status, count in stats["payments"].items():
-            payments.add_metric([status], count)
-        yield payments
-        notes = GaugeMetricFamily("oms_notifications", "Notifications by status", labels=["status"])
-        for status, count in stats["notifications"].items():
-            notes.add_metric([status], count)
-        yield notes
         yield GaugeMetricFamily(
             "oms_outbox_pending", "Outbox messages not processed yet", value=stats["outbox_pending"]
         )
@@ -82,8 +80,14 @@ def metrics_response(app: Flask) -> Response:
 def _db_registry(app: Flask) -> CollectorRegistry:
     registry = app.extensions.get("oms_db_registry")
     if registry is None:
+        from app.adapters.queue import DEFAULT_QUEUE, NOTIFICATIONS_QUEUE
+        from app.task_metrics import RedisStateCollector
+
         registry = CollectorRegistry(auto_describe=False)
         registry.register(DatabaseStatsCollector(app))
+        registry.register(
+            RedisStateCollector(str(app.config["REDIS_URL"]), (DEFAULT_QUEUE, NOTIFICATIONS_QUEUE))
+        )
         app.extensions["oms_db_registry"] = registry
     return registry  # type: ignore[no-any-return]
 
@@ -101,6 +105,11 @@ def init_observability(app: Flask) -> None:
         g.request_id = clean_request_id(request.headers.get("X-Request-ID"))
         g.started = time.perf_counter()
         bind_request_id(g.request_id)
+        start_request_budget()  # about a second for all of this request's Redis work
+
+    @app.teardown_request
+    def _end_budget(_: BaseException | None = None) -> None:
+        end_request_budget()
 
     @app.after_request
     def _finish(response: Response) -> Response:

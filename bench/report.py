@@ -465,7 +465,7 @@ def write(results: dict[str, Any], out_dir: Path) -> list[Path]:
     try:
         paths += charts(results, out_dir)
     except ImportError:
-        print("matplotlib is missing (pip install -e '.[dev]'): no charts", file=sys.stderr)
+        print("matplotlib is missing (make install): no charts", file=sys.stderr)
     paths[1].write_text(markdown(results))
     return paths
 

@@ -137,8 +137,10 @@ def _clean_state(request: pytest.FixtureRequest) -> Iterator[None]:
         )
         db.session.execute(
             text(
-                "INSERT INTO features (name, enabled, description, updated_at) "
-                "VALUES ('checkout', true, 'POST /orders accepts new orders', now())"
+                "INSERT INTO features (name, enabled, description, updated_at) VALUES "
+                "('checkout', true, 'POST /orders accepts new orders', now()), "
+                "('returns', true, 'Customers request returns of delivered orders', now()), "
+                "('payment-retry', true, 'Customers retry a failed payment', now())"
             )
         )
         db.session.commit()

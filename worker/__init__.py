@@ -20,6 +20,10 @@ def _build() -> dict[str, Any]:
         celery = flask_app.extensions["celery"]
         # Web requests publish with a 1 s socket timeout; worker and beat can afford to wait longer.
         celery.conf.broker_transport_options = {**celery.conf.broker_transport_options, "socket_timeout": 5}
+        from app.adapters.queue import DEFAULT_QUEUE, NOTIFICATIONS_QUEUE
+        from app.task_metrics import serve_worker_metrics
+
+        serve_worker_metrics(celery, flask_app.config, (DEFAULT_QUEUE, NOTIFICATIONS_QUEUE))
         _cache.update(flask_app=flask_app, celery=celery, app=celery)
     return _cache
 

@@ -11,8 +11,9 @@ from app.adapters import queue
 from app.adapters.gateway import StripeGateway
 from app.adapters.mailer import SmtpMailer
 from app.domain.backoff import backoff_delay
-from app.services import dispatch, idempotency, notifications, payments, reconciliation
+from app.services import dispatch, idempotency, notifications, ops, payments, reconciliation
 from app.services.handlers import EVENT_HANDLERS
+from app.task_metrics import store_status_counts
 
 
 @shared_task(name=queue.DISPATCH_EVENT, acks_late=True, bind=True, max_retries=10)
@@ -108,3 +109,10 @@ def sweep_pending_payments() -> dict[str, int]:
 def purge_expired() -> int:
     """Beat (hourly): forget checkout idempotency keys older than their 24 h."""
     return idempotency.purge_expired()
+
+
+@shared_task(name=queue.REFRESH_STATUS_COUNTS, acks_late=True)
+def refresh_status_counts() -> None:
+    """Beat: count payments and notifications by status into Redis, where /metrics reads them."""
+    counts = ops.status_counts()
+    store_status_counts(str(current_app.config["REDIS_URL"]), counts["payments"], counts["notifications"])

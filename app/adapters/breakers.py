@@ -28,6 +28,11 @@ REDIS_TIMEOUT_SECONDS = 0.25
 RECHECK_REDIS_SECONDS = 5.0
 
 
+def state_key(name: str) -> str:
+    """The Redis key holding the state of breaker ``name`` (what /metrics reads; pybreaker's layout)."""
+    return f"oms:breaker:{name}:pybreaker:state"
+
+
 class SharedCircuitBreaker:
     def __init__(
         self,

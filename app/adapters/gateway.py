@@ -50,6 +50,9 @@ def to_minor_units(amount: Decimal, currency: str) -> int:
     return int((amount * exponent).quantize(Decimal(1), rounding=ROUND_HALF_UP))
 
 
+GATEWAY_BREAKER = "payment-gateway"
+
+
 class GatewayError(Exception):
     def __init__(self, message: str, *, code: str | None = None) -> None:
         super().__init__(message)
@@ -153,7 +156,7 @@ class StripeGateway:
             if gateway is None:
                 api_key, api_base, timeout, redis_url, fail_max, reset = key
                 breaker = SharedCircuitBreaker(
-                    "payment-gateway",
+                    GATEWAY_BREAKER,
                     redis_url,
                     fail_max=fail_max,
                     reset_timeout=reset,

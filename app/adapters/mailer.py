@@ -98,6 +98,7 @@ def _is_permanent_rejection(exc: BaseException) -> bool:
     return isinstance(exc, smtplib.SMTPResponseException) and 500 <= exc.smtp_code < 600
 
 
+SMTP_BREAKER = "smtp"
 _breakers: dict[tuple[str, int, float], SharedCircuitBreaker] = {}
 _breakers_lock = threading.Lock()
 
@@ -110,7 +111,7 @@ def smtp_breaker(redis_url: str, fail_max: int, reset_timeout: float) -> SharedC
         breaker = _breakers.get(key)
         if breaker is None:
             breaker = _breakers[key] = SharedCircuitBreaker(
-                "smtp",
+                SMTP_BREAKER,
                 redis_url,
                 fail_max=fail_max,
                 reset_timeout=reset_timeout,

@@ -16,6 +16,7 @@ from celery import Celery, Task
 from celery.signals import before_task_publish, task_postrun, task_prerun, worker_process_init
 from flask import Flask, current_app, has_app_context
 
+from app.adapters import redis_budget
 from app.log import bind_request_id, current_request_id, get_logger
 
 log = get_logger(__name__)
@@ -30,6 +31,7 @@ DELIVER_NOTIFICATION = "oms.deliver_notification"
 RETRY_FAILED_NOTIFICATIONS = "oms.retry_failed_notifications"
 RECONCILE_STOCK = "oms.reconcile_stock"
 PURGE_EXPIRED = "oms.purge_expired"
+REFRESH_STATUS_COUNTS = "oms.refresh_status_counts"
 
 # Queues. The worker consumes both, always ``oms`` first (``sorted`` order: BRPOP takes from the
 # first non-empty list): e-mail waits behind the money and the events that lead to it, so a burst
@@ -51,6 +53,7 @@ class BrokerUnavailable(RuntimeError):
 
 def beat_schedule(config: dict[str, Any]) -> dict[str, Any]:
     """The one place where periodic jobs and their periods are declared."""
+    refresh = float(config.get("STATUS_COUNTS_REFRESH_SECONDS", 30))
     return {
         "relay-outbox": {
             "task": RELAY_OUTBOX,
@@ -71,6 +74,12 @@ def beat_schedule(config: dict[str, Any]) -> dict[str, Any]:
             "schedule": timedelta(seconds=max(5.0, float(config["PAYMENT_SWEEP_SECONDS"]) / 2)),
         },
         "purge-expired": {"task": PURGE_EXPIRED, "schedule": timedelta(hours=1)},
+        # Payments/notifications by status for /metrics (app/task_metrics.py): counted here, not per scrape.
+        "refresh-status-counts": {
+            "task": REFRESH_STATUS_COUNTS,
+            "schedule": timedelta(seconds=refresh),
+            "options": {"expires": refresh},
+        },
     }
 
 
@@ -150,6 +159,9 @@ def send_task(
     headers = {"request_id": request_id or current_request_id()}
     if countdown is not None:
         options["countdown"] = max(0.0, min(float(countdown), MAX_COUNTDOWN_SECONDS))
+    skip = redis_budget.skip_reason()  # on a request path: Redis just seen hung, or the budget spent
+    if skip:
+        raise BrokerUnavailable(f"publishing skipped: {skip}")
     try:
         publish_breaker.call(
             celery_app.send_task, name, args=args or [], headers=headers, retry=False, **options
@@ -158,6 +170,8 @@ def send_task(
         raise BrokerUnavailable("broker recently unreachable; publishing skipped") from exc
     except Exception as exc:  # kombu/redis raise many types; all mean "not published"
         log.warning("publish_failed", task=name, error=f"{type(exc).__name__}: {exc}")
+        if redis_budget.on_request_path():
+            redis_budget.mark_unavailable()
         raise BrokerUnavailable(str(exc)) from exc
 
 

@@ -11,7 +11,7 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from app.api.schemas import Money, StrictSchema
-from app.api.security import self_only, self_or_admin
+from app.api.security import current_actor, self_only, self_or_admin
 from app.domain.carts import MAX_LINE_QUANTITY, CartView
 from app.services import carts as service
 
@@ -57,7 +57,7 @@ class CartItemSchema(ma.Schema):
 
 
 class CartSchema(ma.Schema):
-    cartId = ma.fields.UUID(attribute="cart_id", required=True)
+    cartId = ma.fields.UUID(attribute="cart_id", required=True, allow_none=True)
     userId = ma.fields.UUID(attribute="user_id", required=True)
     cartItems = ma.fields.List(ma.fields.Nested(CartItemSchema), attribute="lines", required=True)
     totalAmount = Money(attribute="total_amount", required=True)
@@ -87,8 +87,12 @@ class CartByUser(MethodView):
     @self_or_admin("user_id")
     @blp.response(200, CartSchema)
     def get(self, user_id: uuid.UUID) -> CartView:
-        """View the cart at current prices (the user or an admin); created on first use."""
-        return service.get_cart(user_id, _currency())
+        """View the cart at current prices (the user or an admin); created on the user's first use.
+
+        An admin's read writes nothing: a user without a cart yet reads as an empty cart with
+        `cartId` null."""
+        own = current_actor().user_id == user_id
+        return service.get_cart(user_id, _currency(), create=own)
 
     @self_only("user_id")
     @blp.response(204)

@@ -27,7 +27,7 @@ class NotificationSchema(ma.Schema):
     notificationId = ma.fields.UUID(attribute="id", required=True)
     event = ma.fields.String(required=True, metadata={"example": "OrderPlaced"})
     message = ma.fields.String(required=True, metadata={"description": "The plain-text body"})
-    status = ma.fields.String(required=True, metadata={"enum": ["PENDING", "SENT", "FAILED"]})
+    status = ma.fields.String(required=True, metadata={"enum_component": "NotificationStatus"})
     attempts = ma.fields.Integer(required=True, metadata={"description": "Send attempts in this round"})
     lastError = ma.fields.String(attribute="last_error", allow_none=True, required=True)
     createdAt = ma.fields.DateTime(attribute="created_at", required=True)

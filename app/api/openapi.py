@@ -11,7 +11,66 @@ from apispec import BasePlugin
 from flask_smorest import Api
 from flask_smorest.utils import prepare_response
 
+from app.domain import catalogue, notifications, operations, orders, payments
+
 PROBLEM_JSON = "application/problem+json"
+
+# Named enum components: a field marked ``metadata={"enum_component": NAME}`` is documented as
+# ``$ref: '#/components/schemas/NAME'`` (one definition, one generated enum class per name), never as
+# an inline enum that each generator names after its parent (and then finds conflicting).
+# The values come from where the domain defines them.
+ENUM_COMPONENTS: dict[str, tuple[str, ...]] = {
+    "OrderStatus": orders.ORDER_STATUSES,
+    "CancelReason": (
+        orders.CANCELLED_BY_CUSTOMER,
+        orders.CANCELLED_BY_ADMIN,
+        orders.CANCELLED_BY_SYSTEM,
+        orders.PAYMENT_FAILED,
+        orders.PAYMENT_TIMEOUT,
+        orders.PAYMENT_REFUNDED,
+    ),
+    "PaymentStatus": payments.PAYMENT_STATUSES,
+    "PaymentMethod": payments.PAYMENT_METHODS,
+    "NotificationStatus": (notifications.N_PENDING, notifications.N_SENT, notifications.N_FAILED),
+    "StockMovementReason": catalogue.MOVEMENT_REASONS,
+    "AdminStockMovementReason": catalogue.ADMIN_MOVEMENT_REASONS,
+    "ReconciliationStatus": (operations.RUNNING, operations.R_COMPLETED, operations.R_FAILED),
+}
+
+
+def enum_ref(name: str) -> dict[str, str]:
+    assert name in ENUM_COMPONENTS, name
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def named_enums_and_nullable_refs(
+    self: Any, field: ma.fields.Field, ret: dict[str, Any], **kwargs: Any
+) -> dict:
+    """apispec attribute function (runs after the built-in ones, on every property and parameter).
+
+    - a field with ``enum_component`` becomes a reference to that component (a nullable one, or
+      one with a default, the standard OpenAPI 3.0 form ``allOf: [$ref]`` beside ``nullable``/``default``);
+    - a nullable nested object becomes ``allOf: [$ref], nullable: true`` instead of apispec's
+      ``anyOf`` with a bare ``{type: object, nullable: true}``, which generators read as a second,
+      anonymous model.
+    """
+    name = field.metadata.get("enum_component")
+    if name:
+        kept = {key: ret[key] for key in ("nullable", "default", "description", "readOnly") if key in ret}
+        ret.clear()
+        if kept:
+            ret.update(allOf=[enum_ref(name)], **kept)
+        else:
+            ret.update(enum_ref(name))
+        return {}
+    any_of = ret.get("anyOf")
+    if isinstance(any_of, list) and len(any_of) == 2:
+        refs = [item for item in any_of if "$ref" in item]
+        bare = [item for item in any_of if item == {"type": "object", "nullable": True}]
+        if len(refs) == 1 and len(bare) == 1:
+            del ret["anyOf"]
+            ret.update(allOf=refs, nullable=True)
+    return {}
 
 
 class ProblemSchema(ma.Schema):
@@ -97,10 +156,19 @@ class ProblemResponsesPlugin(BasePlugin):
 
 
 class OmsApi(Api):
-    """flask-smorest's Api with problem+json error documentation."""
+    """flask-smorest's Api with problem+json error documentation, and Swagger UI served locally."""
 
     ERROR_SCHEMA = ProblemSchema
     DEFAULT_ERROR_RESPONSE_NAME = None  # type: ignore[assignment]
+
+    def init_app(self, app: Any, *args: Any, **kwargs: Any) -> None:
+        from app.api import docs
+
+        super().init_app(app, *args, **kwargs)
+        app.register_blueprint(docs.blp)
+        for name, values in ENUM_COMPONENTS.items():
+            self.spec.components.schema(name, {"type": "string", "enum": list(values)})
+        self.ma_plugin.converter.add_attribute_function(named_enums_and_nullable_refs)  # type: ignore[union-attr]
 
     def _register_responses(self) -> None:  # type: ignore[no-untyped-def]
         for status in http.HTTPStatus:

@@ -58,22 +58,24 @@ class OrderItemSchema(ma.Schema):
 
 class OrderPaymentSchema(ma.Schema):
     paymentId = ma.fields.UUID(attribute="id", required=True)
-    status = ma.fields.String(required=True, metadata={"example": "PENDING"})
-    method = ma.fields.String(required=True, metadata={"example": CREDIT_CARD})
+    status = ma.fields.String(required=True, metadata={"enum_component": "PaymentStatus"})
+    method = ma.fields.String(required=True, metadata={"enum_component": "PaymentMethod"})
     amount = Money(required=True)
 
 
 class OrderSchema(ma.Schema):
     orderId = ma.fields.UUID(attribute="id", required=True)
     userId = ma.fields.UUID(attribute="user_id", required=True)
-    status = ma.fields.String(required=True, metadata={"enum": list(ORDER_STATUSES)})
+    status = ma.fields.String(required=True, metadata={"enum_component": "OrderStatus"})
     orderDate = ma.fields.DateTime(attribute="order_date", required=True)
     orderItems = ma.fields.List(ma.fields.Nested(OrderItemSchema), attribute="items", required=True)
     totalAmount = Money(attribute="total_amount", required=True)
     currency = ma.fields.String(required=True, metadata={"example": "USD"})
     version = ma.fields.Integer(required=True)
     payment = ma.fields.Nested(OrderPaymentSchema, allow_none=True, required=True)
-    cancelReason = ma.fields.String(attribute="cancel_reason", allow_none=True, required=True)
+    cancelReason = ma.fields.String(
+        attribute="cancel_reason", allow_none=True, required=True, metadata={"enum_component": "CancelReason"}
+    )
 
 
 class OrderCreateSchema(StrictSchema):
@@ -82,7 +84,7 @@ class OrderCreateSchema(StrictSchema):
     paymentMethod = ma.fields.String(
         load_default=CREDIT_CARD,
         validate=ma.validate.OneOf(PAYMENT_METHODS),
-        metadata={"example": CREDIT_CARD},
+        metadata={"enum_component": "PaymentMethod"},
     )
     paymentToken = ma.fields.String(
         validate=ma.validate.Length(min=1, max=255),
@@ -103,12 +105,16 @@ class OrderCreateSchema(StrictSchema):
 
 
 class OrderListArgsSchema(PageArgsSchema):
-    status = ma.fields.String(validate=ma.validate.OneOf(ORDER_STATUSES))
+    status = ma.fields.String(
+        validate=ma.validate.OneOf(ORDER_STATUSES), metadata={"enum_component": "OrderStatus"}
+    )
     userId = ma.fields.UUID(metadata={"description": "Admins: one user's orders. Customers: only their own."})
 
 
 class OrderStatusUpdateSchema(StrictSchema):
-    status = ma.fields.String(required=True, validate=ma.validate.OneOf(ORDER_STATUSES))
+    status = ma.fields.String(
+        required=True, validate=ma.validate.OneOf(ORDER_STATUSES), metadata={"enum_component": "OrderStatus"}
+    )
     version = ma.fields.Integer(
         strict=True,
         validate=ma.validate.Range(min=1),
@@ -116,15 +122,19 @@ class OrderStatusUpdateSchema(StrictSchema):
     )
 
 
-class OrderStatusSchema(ma.Schema):
+class OrderStatusResultSchema(ma.Schema):
     orderId = ma.fields.UUID(attribute="id", required=True)
-    status = ma.fields.String(required=True)
+    status = ma.fields.String(required=True, metadata={"enum_component": "OrderStatus"})
     version = ma.fields.Integer(required=True)
 
 
 class StatusChangeSchema(ma.Schema):
-    fromStatus = ma.fields.String(attribute="from_status", allow_none=True, required=True)
-    toStatus = ma.fields.String(attribute="to_status", required=True)
+    fromStatus = ma.fields.String(
+        attribute="from_status", allow_none=True, required=True, metadata={"enum_component": "OrderStatus"}
+    )
+    toStatus = ma.fields.String(
+        attribute="to_status", required=True, metadata={"enum_component": "OrderStatus"}
+    )
     actor = ma.fields.String(
         required=True, metadata={"example": "admin:0190c7e2-…", "description": "system, or role:userId"}
     )
@@ -264,7 +274,7 @@ class OrderById(MethodView):
     @authenticated
     @blp.arguments(OrderStatusUpdateSchema)
     @blp.doc(parameters=[IF_MATCH_DOC])
-    @blp.response(200, OrderStatusSchema)
+    @blp.response(200, OrderStatusResultSchema)
     @blp.alt_response(403, response="FORBIDDEN", description="SHIPPED/DELIVERED asked by a non-admin")
     @blp.alt_response(404, response="NOT_FOUND", description="No such order, another user's, or deleted")
     @blp.alt_response(

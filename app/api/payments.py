@@ -10,7 +10,7 @@ from flask_smorest import Blueprint
 
 from app.api.schemas import Money
 from app.api.security import admin_only, authenticated, current_actor
-from app.domain.payments import PAYMENT_METHODS, PAYMENT_STATUSES, Payment
+from app.domain.payments import Payment
 from app.services import payments as service
 
 blp = Blueprint(
@@ -34,12 +34,8 @@ class PaymentSchema(ma.Schema):
     orderId = ma.fields.UUID(attribute="order_id", required=True)
     amount = Money(required=True)
     currency = ma.fields.String(required=True, metadata={"example": "USD"})
-    status = ma.fields.String(
-        required=True, metadata={"enum": list(PAYMENT_STATUSES), "example": "COMPLETED"}
-    )
-    method = ma.fields.String(
-        required=True, metadata={"enum": list(PAYMENT_METHODS), "example": "CREDIT_CARD"}
-    )
+    status = ma.fields.String(required=True, metadata={"enum_component": "PaymentStatus"})
+    method = ma.fields.String(required=True, metadata={"enum_component": "PaymentMethod"})
     gatewayReference = ma.fields.String(
         attribute="gateway_reference", allow_none=True, required=True, metadata={"example": "pi_3Pq..."}
     )

@@ -97,7 +97,11 @@ class StockMovementCreateSchema(StrictSchema):
         ],
         metadata={"description": "Added to the stock (negative removes)", "example": 25},
     )
-    reason = ma.fields.String(required=True, validate=ma.validate.OneOf(ADMIN_MOVEMENT_REASONS))
+    reason = ma.fields.String(
+        required=True,
+        validate=ma.validate.OneOf(ADMIN_MOVEMENT_REASONS),
+        metadata={"enum_component": "AdminStockMovementReason"},
+    )
     note = ma.fields.String(allow_none=True, validate=ma.validate.Length(max=500))
 
 
@@ -105,7 +109,7 @@ class StockMovementSchema(ma.Schema):
     movementId = ma.fields.UUID(attribute="id", required=True)
     productId = ma.fields.UUID(attribute="product_id", required=True)
     delta = ma.fields.Integer(required=True)
-    reason = ma.fields.String(required=True)
+    reason = ma.fields.String(required=True, metadata={"enum_component": "StockMovementReason"})
     note = ma.fields.String(allow_none=True)
     stockAfter = ma.fields.Integer(attribute="stock_after", required=True)
     createdAt = ma.fields.DateTime(attribute="created_at", required=True)

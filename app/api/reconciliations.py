@@ -35,7 +35,7 @@ class DiscrepancySchema(ma.Schema):
 
 class ReconciliationSchema(ma.Schema):
     reconciliationId = ma.fields.UUID(attribute="id", required=True)
-    status = ma.fields.String(required=True, metadata={"enum": ["RUNNING", "COMPLETED", "FAILED"]})
+    status = ma.fields.String(required=True, metadata={"enum_component": "ReconciliationStatus"})
     startedAt = ma.fields.DateTime(attribute="started_at", required=True)
     finishedAt = ma.fields.DateTime(attribute="finished_at", allow_none=True, required=True)
     productsChecked = ma.fields.Integer(attribute="products_checked", required=True)

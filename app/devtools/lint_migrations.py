@@ -66,7 +66,7 @@ def squawk_binary() -> str:
     beside = Path(sys.executable).parent / "squawk"
     found = str(beside) if beside.exists() else shutil.which("squawk")
     if not found:
-        raise SystemExit("squawk is not installed: pip install -e '.[dev]' (it ships in squawk-cli)")
+        raise SystemExit("squawk is not installed: make install (it ships in squawk-cli)")
     return found
 
 

@@ -56,7 +56,7 @@ class CartLineView:
 
 @dataclass(frozen=True)
 class CartView:
-    cart_id: uuid.UUID
+    cart_id: uuid.UUID | None  # None: the user has no cart yet (read by an admin, who creates none)
     user_id: uuid.UUID
     lines: tuple[CartLineView, ...]
     currency: str

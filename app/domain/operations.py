@@ -19,9 +19,12 @@ R_FAILED = "FAILED"
 
 class Feature(Base):
     __tablename__ = "features"
+    __table_args__ = (CheckConstraint("rollout_percent BETWEEN 0 AND 100", name="rollout_percent"),)
 
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Percentage of users an enabled feature is on for (app.domain.rollout); 100 = everyone.
+    rollout_percent: Mapped[int] = mapped_column(Integer, default=100, server_default="100")
     description: Mapped[str] = mapped_column(Text, default="")
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
 

@@ -22,5 +22,7 @@ class FeatureRepository:
         stmt = select(Feature).where(Feature.name == name).with_for_update()
         return self.session.scalars(stmt.execution_options(populate_existing=True)).first()
 
-    def enabled_map(self) -> dict[str, bool]:
-        return dict(self.session.execute(select(Feature.name, Feature.enabled)).tuples().all())
+    def enabled_map(self) -> dict[str, tuple[bool, int]]:
+        """Every toggle's (enabled, rollout percent), by name, in one query."""
+        rows = self.session.execute(select(Feature.name, Feature.enabled, Feature.rollout_percent))
+        return {name: (enabled, percent) for name, enabled, percent in rows.tuples()}

@@ -32,20 +32,25 @@ class StockCorrection:
 
 @contextmanager
 def advisory_lock(engine: Engine, key: int) -> Iterator[bool]:
-    """``pg_try_advisory_lock`` on a connection of its own, held for the block; yields whether we got it.
+    """``pg_try_advisory_xact_lock`` in a transaction of its own, open for the block; yields whether
+    we got it.
 
-    A session-level lock outlives the transactions of the work it guards, and is released when
-    the block ends — or by Postgres itself if the process dies and its connection closes.
+    Transaction-scoped, so it is safe behind PgBouncer in transaction pooling: the server connection
+    stays with this client while the transaction is open, and the lock can neither outlive it on a
+    pooled connection nor be released on a different one (a session-level lock could be both). The
+    transaction only holds the lock: it writes nothing (no transaction id) and, READ COMMITTED,
+    keeps no snapshot between statements, so it holds back no vacuum. Ending the block — or the
+    process dying and its connection closing — rolls it back, which releases the lock.
     """
     with engine.connect() as connection:
-        acquired = bool(connection.scalar(select(func.pg_try_advisory_lock(key))))
-        connection.commit()  # idle, not idle-in-transaction, while the lock is held
+        # The run's work happens on other connections; this one waits, idle in its transaction, for
+        # as long as the run takes (statements up to minutes): exempt it from the idle timeout.
+        connection.execute(text("SET LOCAL idle_in_transaction_session_timeout = 0"))
+        acquired = bool(connection.scalar(select(func.pg_try_advisory_xact_lock(key))))
         try:
             yield acquired
         finally:
-            if acquired:
-                connection.scalar(select(func.pg_advisory_unlock(key)))
-                connection.commit()
+            connection.rollback()
 
 
 class ReconciliationRepository:

@@ -18,12 +18,20 @@ def _view(rows: list, user_id: uuid.UUID, currency: str) -> CartView:  # type: i
     return CartView(cart_id=rows[0].id, user_id=user_id, lines=lines, currency=currency)
 
 
-def get_cart(user_id: uuid.UUID, currency: str) -> CartView:
-    """The user's cart at current prices; created on first use (one statement once it exists)."""
+def get_cart(user_id: uuid.UUID, currency: str, *, create: bool = True) -> CartView:
+    """The user's cart at current prices; created on first use (one statement once it exists).
+
+    ``create=False`` (someone else reading it: an admin) never writes: with no cart yet the answer
+    is an empty cart without an id.
+    """
     with UnitOfWork() as uow:  # rolled back at the end: no idle transaction holds a snapshot
         rows = uow.carts.view_rows(user_id)
         if rows:
             return _view(rows, user_id, currency)
+        if not create:
+            if uow.users.get_active(user_id) is None:
+                raise NotFound("The user was not found")
+            return CartView(cart_id=None, user_id=user_id, lines=(), currency=currency)
         uow.carts.ensure(user_id)
         uow.commit()
     with UnitOfWork() as uow:

@@ -13,7 +13,13 @@ def database_ping() -> None:
         uow.stats.ping()
 
 
-def stats_snapshot() -> dict[str, Any]:
-    """Payments and notifications by status, and the outbox's lag."""
+def outbox_stats() -> dict[str, Any]:
+    """The outbox's backlog and lag (read at every scrape: a partial index bounds it)."""
     with UnitOfWork() as uow:
-        return uow.stats.snapshot()
+        return uow.stats.outbox()
+
+
+def status_counts() -> dict[str, dict[str, int]]:
+    """Payments and notifications by status (whole-table counts: beat runs this, never a scrape)."""
+    with UnitOfWork() as uow:
+        return uow.stats.status_counts()

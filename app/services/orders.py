@@ -76,7 +76,7 @@ def place_order(
     idempotency key: a repeat gets the first answer (``Replay``)."""
     if request.user_id != actor.user_id:
         raise _reject_foreign(actor, "The user was not found")
-    if not features.is_enabled(features.CHECKOUT, ttl=feature_ttl):
+    if not features.is_enabled(features.CHECKOUT, ttl=feature_ttl, user_id=request.user_id):
         raise FeatureDisabled("Checkout is temporarily disabled; retry later", retry_after=30)
     placer = with_request_id(actor)
     return run_idempotently(

@@ -1,9 +1,10 @@
 """Stock reconciliation: expire orders whose payment never came, then bring stock back to the ledger.
 
-One run at a time, across every process: a run holds a Postgres advisory lock for its whole
-duration. A run that finds the lock taken does not wait: a run requested by an admin (it has a
-RUNNING record) is recorded FAILED with the error "another reconciliation was running"; a beat
-or CLI run without a record just reports ``None``.
+One run at a time, across every process: a run holds a transaction-scoped Postgres advisory lock
+for its whole duration (safe behind PgBouncer in transaction pooling). A run that finds the lock
+taken does not wait: a run requested by an admin (it has a RUNNING record) is recorded FAILED
+with the error "another reconciliation was running"; a beat or CLI run without a record just
+reports ``None``.
 
 Step 1 cancels, one short transaction each, the PLACED orders whose payment is still PENDING
 after ``PAYMENT_PENDING_TIMEOUT_SECONDS`` (``cancelReason: PAYMENT_TIMEOUT``, stock returned

@@ -76,7 +76,26 @@ def test_admins_list_the_feature_toggles(client, admin, token_for):
     response = client.get("/admin/features", headers=token_for(admin))
     assert response.status_code == 200
     assert response.get_json() == {
-        "items": [{"name": "checkout", "enabled": True, "description": "POST /orders accepts new orders"}]
+        "items": [
+            {
+                "name": "checkout",
+                "enabled": True,
+                "rolloutPercent": 100,
+                "description": "POST /orders accepts new orders",
+            },
+            {
+                "name": "payment-retry",
+                "enabled": True,
+                "rolloutPercent": 100,
+                "description": "Customers retry a failed payment",
+            },
+            {
+                "name": "returns",
+                "enabled": True,
+                "rolloutPercent": 100,
+                "description": "Customers request returns of delivered orders",
+            },
+        ]
     }
 
 
@@ -88,6 +107,7 @@ def test_switching_a_toggle_is_seen_at_once_by_this_process(app, client, admin, 
     assert response.get_json() == {
         "name": "checkout",
         "enabled": False,
+        "rolloutPercent": 100,
         "description": "POST /orders accepts new orders",
     }
     with app.app_context():
@@ -104,6 +124,53 @@ def test_an_unknown_toggle_is_404(client, admin, token_for):
 def test_a_toggle_takes_exactly_one_boolean(client, admin, token_for, body):
     problem = assert_problem(client.put("/admin/features/checkout", json=body, headers=token_for(admin)), 422)
     assert set(problem["errors"]) <= {"enabled", "name"}
+
+
+def test_the_rollout_percentage_is_set_and_stays_when_left_out(client, admin, token_for):
+    headers = token_for(admin)
+    response = client.put(
+        "/admin/features/returns", json={"enabled": True, "rolloutPercent": 10}, headers=headers
+    )
+    assert response.status_code == 200
+    assert response.get_json()["rolloutPercent"] == 10
+    response = client.put("/admin/features/returns", json={"enabled": False}, headers=headers)
+    assert response.get_json() == {
+        "name": "returns",
+        "enabled": False,
+        "rolloutPercent": 10,
+        "description": "Customers request returns of delivered orders",
+    }
+    for percent in (0, 100):
+        body = {"enabled": True, "rolloutPercent": percent}
+        assert (
+            client.put("/admin/features/returns", json=body, headers=headers).get_json()["rolloutPercent"]
+            == percent
+        )
+
+
+@pytest.mark.parametrize("percent", [-1, 101, 50.5, "50", True, None, 10**20])
+def test_a_rollout_percentage_is_an_integer_from_0_to_100(client, admin, token_for, percent):
+    headers = token_for(admin)
+    body = {"enabled": True, "rolloutPercent": percent}
+    problem = assert_problem(client.put("/admin/features/payment-retry", json=body, headers=headers), 422)
+    assert set(problem["errors"]) == {"rolloutPercent"}
+    listed = client.get("/admin/features", headers=headers).get_json()["items"]
+    assert {f["name"]: f["rolloutPercent"] for f in listed}["payment-retry"] == 100
+
+
+def test_a_partly_rolled_out_toggle_is_sticky_per_user(app, client, admin, token_for):
+    from app.domain.rollout import rollout_bucket
+
+    users = [uuid.UUID(int=i + 1) for i in range(200)]
+    body = {"enabled": True, "rolloutPercent": 30}
+    assert client.put("/admin/features/returns", json=body, headers=token_for(admin)).status_code == 200
+    with app.app_context():
+        first = [is_enabled(db.session, "returns", ttl=0, user_id=u) for u in users]
+        again = [is_enabled(db.session, "returns", ttl=0, user_id=u) for u in users]
+        anonymous = is_enabled(db.session, "returns", ttl=0)
+    assert first == again == [rollout_bucket("returns", u) < 30 for u in users]
+    assert 0 < sum(first) < len(users)
+    assert anonymous is False
 
 
 @pytest.mark.parametrize(

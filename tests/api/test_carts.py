@@ -175,6 +175,34 @@ def test_an_admin_may_read_a_cart_but_not_change_it(client, customer, auth, admi
     assert_problem(client.delete(f"/cart/{customer.id}", headers=as_admin), 403)
 
 
+def cart_rows(app, user_id) -> int:
+    from sqlalchemy import func, select
+
+    from app.domain.carts import Cart
+
+    with app.app_context():
+        return int(db.session.scalar(select(func.count()).where(Cart.user_id == user_id)) or 0)
+
+
+def test_an_admin_reading_a_cart_never_creates_one(app, client, customer, auth, admin, token_for):
+    as_admin = token_for(admin)
+    for _ in range(2):
+        read = client.get(f"/cart/{customer.id}", headers=as_admin)
+        assert read.status_code == 200
+        assert read.get_json() == {
+            "cartId": None,
+            "userId": str(customer.id),
+            "cartItems": [],
+            "totalAmount": 0.0,
+            "currency": "USD",
+        }
+    assert cart_rows(app, customer.id) == 0, "the admin's read wrote a cart"
+    # The owner's own first use still creates it, and the admin then reads its id.
+    own = client.get(f"/cart/{customer.id}", headers=auth).get_json()["cartId"]
+    assert own and cart_rows(app, customer.id) == 1
+    assert client.get(f"/cart/{customer.id}", headers=as_admin).get_json()["cartId"] == own
+
+
 def test_an_admin_reading_the_cart_of_an_unknown_user_gets_404(client, admin, token_for):
     assert_problem(client.get(f"/cart/{uuid.uuid4()}", headers=token_for(admin)), 404)
 

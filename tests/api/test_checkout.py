@@ -201,6 +201,33 @@ def test_checkout_switched_off_is_503(client, customer, auth, products, app):
     assert stock(products[0]) == 10
 
 
+def _roll_out_checkout(percent: int) -> None:
+    from app.domain.operations import Feature
+    from app.services.features import feature_cache
+
+    db.session.get(Feature, "checkout").rollout_percent = percent
+    db.session.commit()
+    feature_cache.invalidate()
+
+
+def test_checkout_rolled_out_to_part_of_the_users_is_503_for_the_others(client, customer, auth, products):
+    from app.domain.rollout import rollout_bucket
+    from app.services.features import feature_cache
+
+    bucket = rollout_bucket("checkout", customer.id)
+    cart_id = fill(client, customer, auth, {products[0]: 1})
+    try:
+        _roll_out_checkout(bucket)  # the customer's bucket is not below it: off for them
+        refused = checkout(client, customer, auth, cart_id)
+        _roll_out_checkout(bucket + 1)  # now it is: on
+        placed = checkout(client, customer, auth, cart_id)
+    finally:
+        feature_cache.invalidate()
+    assert_problem(refused, 503)
+    assert placed.status_code == 201, placed.get_json()
+    assert stock(products[0]) == 9
+
+
 def test_placing_an_order_counts_it_in_the_metrics(client, customer, auth, products):
     before = ORDERS_PLACED._value.get()
     cart_id = fill(client, customer, auth, {products[0]: 1})

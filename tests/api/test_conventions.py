@@ -1,5 +1,7 @@
 """SPEC §3 conventions that hold for every endpoint: problem+json, request ids, docs."""
 
+import re
+
 from app.api.errors import PROBLEM_JSON
 
 
@@ -41,6 +43,18 @@ def test_openapi_document_and_swagger_ui_are_served(client):
     error = doc["components"]["responses"]["NOT_FOUND"]
     assert PROBLEM_JSON in error["content"]
     assert client.get("/docs").status_code == 200
+
+
+def test_swagger_ui_is_served_by_the_app_not_a_cdn(client):
+    page = client.get("/docs").get_data(as_text=True)
+    assets = re.findall(r'(?:src|href)="([^"]+)"', page)
+    assert assets and all(url.startswith("/docs/assets/") for url in assets), assets
+    for url in assets:
+        asset = client.get(url)
+        assert asset.status_code == 200 and len(asset.data) > 1000, url
+        assert "max-age=86400" in asset.headers["Cache-Control"]
+    assert '"validatorUrl": null' in page  # no call to swagger.io's online validator
+    assert client.get("/docs/assets/../../app/config.py").status_code == 404
 
 
 def test_health_and_readiness(client):

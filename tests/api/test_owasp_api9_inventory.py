@@ -11,7 +11,7 @@ import re
 
 from app.api.security import PUBLIC, policy_of
 
-DOCUMENTATION = {"/openapi.json", "/docs", "/docs/<path:filename>"}
+DOCUMENTATION = {"/openapi.json", "/docs", "/docs/<path:filename>", "/docs/assets/<path:filename>"}
 
 
 def shape(path: str) -> str:

@@ -115,6 +115,7 @@ class Stack:
         self.sandbox_port = free_port()
         self.smtp_port = free_port()
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        self.root = ROOT  # where the processes run (a test may point it at another checkout)
         self.lines = procfile()
         self.env = {
             **os.environ,
@@ -161,7 +162,7 @@ class Stack:
         """The `release` line: migrations."""
         subprocess.run(
             ["sh", "-c", self.lines["release"]],
-            cwd=ROOT,
+            cwd=self.root,
             env=self.env,
             check=True,
             stdout=subprocess.DEVNULL,
@@ -173,7 +174,7 @@ class Stack:
         handle = self.log_path(name).open("ab")
         process = subprocess.Popen(
             ["sh", "-c", f"exec {command or self.lines[name]}"],
-            cwd=ROOT,
+            cwd=self.root,
             env=self.env,
             stdout=handle,
             stderr=subprocess.STDOUT,

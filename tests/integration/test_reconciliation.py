@@ -266,6 +266,52 @@ def _wait_until_no_session_holds_the_lock() -> None:
     db.session.rollback()
 
 
+def _advisory_lock_holders() -> list[tuple[str, str]]:
+    """(state, lock mode) of every session holding the reconciliation's advisory lock."""
+    rows = db.session.execute(
+        text(
+            "SELECT a.state, l.mode FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+            "WHERE l.locktype = 'advisory' AND l.granted "
+            "AND ((l.classid::bigint << 32) | l.objid::bigint) = :key"
+        ),
+        {"key": ADVISORY_LOCK_KEY},
+    ).all()
+    db.session.rollback()
+    return [(r[0], r[1]) for r in rows]
+
+
+def test_two_concurrent_runs_exclude_each_other_with_a_transaction_scoped_lock(app, app_ctx):
+    """The lock lives in an open transaction (safe behind PgBouncer in transaction pooling), not
+    in the session: while one run is in progress another is refused, and nothing is left after."""
+    make_product(db.session, stock=2)
+    inside, release = threading.Event(), threading.Event()
+    results: dict[str, Any] = {}
+
+    def hold(phase: str, done: int, total: int) -> None:
+        inside.set()
+        assert release.wait(30)
+
+    def first_run() -> None:
+        with app.app_context():
+            results["first"] = reconcile(progress=hold)
+
+    thread = threading.Thread(target=first_run)
+    thread.start()
+    try:
+        assert inside.wait(30)
+        holders = _advisory_lock_holders()
+        # One holder, idle *in transaction*: the lock is the transaction's (xact lock), and it is
+        # held while the run works on other connections.
+        assert holders == [("idle in transaction", "ExclusiveLock")]
+        assert reconcile() is None  # the concurrent run is refused at once
+    finally:
+        release.set()
+        thread.join(30)
+    assert results["first"].status == R_COMPLETED
+    assert _advisory_lock_holders() == []  # the transaction ended: the lock went with it
+    assert reconcile().status == R_COMPLETED
+
+
 def test_a_requested_run_finding_another_in_progress_is_recorded_failed(app_ctx, database_url):
     requested = Reconciliation(status=RUNNING, products_checked=0, orders_expired=0, discrepancies=[])
     db.session.add(requested)

@@ -101,9 +101,12 @@ def test_no_signing_key_ships_in_the_compose_file(compose: dict[str, Any]):
     assert re.fullmatch(r"\$\{SECRET_KEY:\?[^}]+\}", secret), secret
 
 
-def test_the_image_is_built_with_pip_install_and_runs_as_a_non_root_user():
+def test_the_image_is_built_from_the_lock_and_runs_as_a_non_root_user():
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert re.search(r"^FROM python:3\.11-slim\b", dockerfile, re.M)
-    assert re.search(r"^RUN pip install \.$", dockerfile, re.M)
+    assert re.search(r"^COPY pyproject\.toml uv\.lock ", dockerfile, re.M)
+    assert "uv export --locked --no-dev" in dockerfile
+    assert "pip install --require-hashes --no-deps -r /tmp/requirements.txt" in dockerfile
+    assert re.search(r"^RUN pip install --no-deps \.$", dockerfile, re.M)
     users = re.findall(r"^USER (\S+)$", dockerfile, re.M)
     assert users and users[-1] not in ("root", "0")

@@ -1,0 +1,5 @@
+import sys
+
+from deploy.drill.drill import main
+
+sys.exit(main())
