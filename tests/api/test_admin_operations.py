@@ -165,9 +165,9 @@ def test_a_partly_rolled_out_toggle_is_sticky_per_user(app, client, admin, token
     body = {"enabled": True, "rolloutPercent": 30}
     assert client.put("/admin/features/returns", json=body, headers=token_for(admin)).status_code == 200
     with app.app_context():
-        first = [is_enabled(db.session, "returns", ttl=0, user_id=u) for u in users]
-        again = [is_enabled(db.session, "returns", ttl=0, user_id=u) for u in users]
-        anonymous = is_enabled(db.session, "returns", ttl=0)
+        first = [is_enabled("returns", ttl=0, user_id=u) for u in users]
+        again = [is_enabled("returns", ttl=0, user_id=u) for u in users]
+        anonymous = is_enabled("returns", ttl=0)
     assert first == again == [rollout_bucket("returns", u) < 30 for u in users]
     assert 0 < sum(first) < len(users)
     assert anonymous is False
