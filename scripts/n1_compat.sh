@@ -151,7 +151,7 @@ fi
 say "$(wc -l <<<"$failed") test(s) failed on the new schema; running them on $ref's own schema"
 # One test that passed on the new schema runs too, as a canary: if it fails on the old schema, the
 # baseline itself is broken and proves nothing.
-canary=$(nodes "$work/new-schema.xml" passed | head -1)
+canary=$(nodes "$work/new-schema.xml" passed | sed -n 1p)
 mapfile -t rerun <<<"$failed"
 set +e
 run_old_suite "$work/old-schema.xml" "$old_schema_url" 0 "${rerun[@]}" ${canary:+"$canary"}
