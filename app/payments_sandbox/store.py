@@ -13,9 +13,10 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 _ALPHABET = string.ascii_letters + string.digits
+T = TypeVar("T")
 API_VERSION = "2025-01-27.acacia"
 # The event each PaymentIntent status announces (Stripe's names).
 INTENT_EVENTS = {
@@ -471,12 +472,7 @@ class Store:
         return body
 
     def _intent(self, intent_id: str) -> PaymentIntent:
-        intent = self.intents.get(intent_id)
-        if intent is None:
-            raise invalid_request(
-                f"No such payment_intent: '{intent_id}'", param="intent", code="resource_missing", status=404
-            )
-        return intent
+        return _found(self.intents, intent_id, "payment_intent", "intent")
 
     def get_payment_intent(self, intent_id: str) -> dict[str, Any]:
         with self.lock:
@@ -683,12 +679,7 @@ class Store:
         return body
 
     def _refund(self, refund_id: str) -> Refund:
-        refund = self.refunds.get(refund_id)
-        if refund is None:
-            raise invalid_request(
-                f"No such refund: '{refund_id}'", param="id", code="resource_missing", status=404
-            )
-        return refund
+        return _found(self.refunds, refund_id, "refund", "id")
 
     # ---- disputes ----------------------------------------------------------------------------
 
@@ -722,9 +713,7 @@ class Store:
         if status not in ("won", "lost"):
             raise invalid_request("status must be won or lost")
         with self.lock:
-            dispute = self.disputes.get(dispute_id)
-            if dispute is None:
-                raise invalid_request(f"No such dispute: '{dispute_id}'", code="resource_missing", status=404)
+            dispute = _found(self.disputes, dispute_id, "dispute", "id")
             dispute.status = status
             body = self.dispute_json(dispute)
         self.emit("charge.dispute.closed", body)
@@ -912,6 +901,16 @@ def _after(intents: list[PaymentIntent], cursor: Any, name: str) -> list[Payment
         if intent.id == cursor:
             return intents[index + 1 :]
     raise invalid_request(f"No such payment_intent: '{cursor}'", param=name, code="resource_missing")
+
+
+def _found(table: dict[str, T], object_id: str, kind: str, param: str) -> T:
+    """The stored object, or Stripe's 404 ``resource_missing`` for an unknown id."""
+    found = table.get(object_id)
+    if found is None:
+        raise invalid_request(
+            f"No such {kind}: '{object_id}'", param=param, code="resource_missing", status=404
+        )
+    return found
 
 
 def _unexpected_state(intent: PaymentIntent, action: str) -> StripeError:
