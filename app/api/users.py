@@ -135,6 +135,11 @@ class UserSchema(ma.Schema):
     email = ma.fields.String(required=True)
     address = ma.fields.Nested(AddressSchema, allow_none=True)
     createdAt = ma.fields.DateTime(attribute="created_at", required=True)
+    emailVerified = ma.fields.Boolean(
+        attribute="email_verified",
+        required=True,
+        metadata={"description": "The owner confirmed the address with the token e-mailed at sign-up"},
+    )
 
 
 @blp.route("/users")
@@ -155,7 +160,13 @@ class Users(MethodView):
     )
     def post(self, data: dict[str, Any]) -> tuple[User, dict[str, str]]:
         """Sign up: create a customer account."""
-        user = service.register_user(data["name"], data["email"], data["password"], data["address"])
+        user = service.register_user(
+            data["name"],
+            data["email"],
+            data["password"],
+            data["address"],
+            secret_key=str(current_app.config["SECRET_KEY"]),
+        )
         return user, {"Location": url_for("users.UserById", user_id=user.id)}
 
 

@@ -34,6 +34,13 @@ class Forbidden(DomainError):
     slug = "forbidden"
 
 
+class InvalidToken(DomainError):
+    """An account token that is unknown, already used or expired (400: never says which)."""
+
+    title = "Invalid token"
+    slug = "invalid-token"
+
+
 class Conflict(DomainError):
     title = "Conflict"
     slug = "conflict"

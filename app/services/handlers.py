@@ -21,4 +21,7 @@ EVENT_HANDLERS: dict[type[events.Event], list[Handler]] = {
     events.OrderCancelled: [on_order_cancelled, notify_customer],
     events.PaymentRefunded: [notify_customer],
     events.RefundRequested: [on_refund_requested],
+    # Account e-mails (issue 17): the token's secret is put into the e-mail at delivery only.
+    events.PasswordResetRequested: [notify_customer],
+    events.EmailVerificationRequested: [notify_customer],
 }
