@@ -46,6 +46,12 @@ class Conflict(DomainError):
     slug = "conflict"
 
 
+class LastAdmin(Conflict):
+    """The change would leave the shop without a live admin account."""
+
+    slug = "last-admin"
+
+
 class DuplicateEmail(Conflict):
     title = "Email already registered"
     slug = "duplicate-email"

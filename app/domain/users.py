@@ -12,6 +12,7 @@ from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import Mapped, mapped_column, validates
 
 from app.domain.base import Base, new_id, utcnow
+from app.domain.errors import LastAdmin
 
 ROLE_CUSTOMER = "customer"
 ROLE_ADMIN = "admin"
@@ -112,6 +113,21 @@ class User(Base):
     def change_password(self, password_hash: str) -> None:
         self.password_hash = password_hash
         self.revoke_tokens()
+
+    def change_role(self, role: str, *, other_live_admins: int) -> bool:
+        """Make the account a ``customer`` or an ``admin``; returns whether it changed.
+
+        ``other_live_admins`` counts the live admin accounts besides this one: the last admin
+        cannot step down (nobody could promote anyone again but through the CLI). Authorization
+        reads the role from the database at every request, so no token needs revoking."""
+        if role not in ROLES:
+            raise ValueError(f"unknown role {role!r}")
+        if role == self.role:
+            return False
+        if self.is_admin and other_live_admins == 0:
+            raise LastAdmin("The last admin account cannot give up its role")
+        self.role = role
+        return True
 
     def erase(self, now: datetime) -> None:
         """Delete the account: personal data gone, login and tokens disabled; the row stays

@@ -42,7 +42,7 @@ from app.services.unit_of_work import ReadOnlyUnitOfWork, UnitOfWork
 
 # uq_users_email_key is the rule; uq_users_email_lower stays for the previous release (migration 0002).
 EMAIL_UNIQUE_INDEXES = frozenset({"uq_users_email_key", "uq_users_email_lower"})
-UPDATABLE_FIELDS = frozenset({"name", "address", "password"})
+UPDATABLE_FIELDS = frozenset({"name", "address", "password", "role"})
 
 
 def _is_duplicate_email(exc: IntegrityError) -> bool:
@@ -194,11 +194,14 @@ def _verified_current_password(actor: Actor, user_id: uuid.UUID, current_passwor
 def update_user(
     actor: Actor, user_id: uuid.UUID, changes: Mapping[str, Any], current_password: str | None = None
 ) -> User:
-    """Change name, address and/or password; a new password revokes every earlier token.
+    """Change name, address, password and/or (admins only) role; a new password revokes every
+    earlier token. The last live admin cannot become a customer (``LastAdmin``).
 
     One's own new password needs ``current_password``; an admin resetting another account's does not.
     """
     unknown = set(changes) - UPDATABLE_FIELDS
+    if "role" in changes and not actor.is_staff:
+        unknown.add("role")  # only an admin sets roles: to anyone else the field does not exist (§3)
     if unknown:
         raise ValidationFailed(
             "These fields cannot be changed", {name: ["Unknown field."] for name in sorted(unknown)}
@@ -225,8 +228,19 @@ def update_user(
             user.address = dict(changes["address"]) if changes["address"] is not None else None
         if new_hash is not None:
             user.change_password(new_hash)
+        if "role" in changes:
+            user.change_role(changes["role"], other_live_admins=uow.users.lock_other_live_admins(user.id))
         uow.commit()
     return user
+
+
+def list_users(
+    actor: Actor, *, q: str | None, role: str | None, page: int, page_size: int
+) -> tuple[list[User], int]:
+    """Admin: live accounts whose name or e-mail contains ``q``, by role, newest first."""
+    actor.require_staff()
+    with ReadOnlyUnitOfWork() as uow:
+        return uow.users.page(q=q, role=role, page=page, page_size=page_size)
 
 
 def delete_user(actor: Actor, user_id: uuid.UUID) -> None:

@@ -133,6 +133,7 @@ EXPECTED: list[Row] = [
     Row("POST", "/auth/logout", (401, 204, 204, 204)),
     Row("GET", "/admin/notifications", ADMIN_ONLY),
     Row("POST", "/auth/verify-email", (204, 204, 204, 204), lambda w: {"token": w.verify_token}),
+    Row("GET", "/users", ADMIN_ONLY),
     Row("GET", "/users/{userId}", SELF_OR_ADMIN_READ),
     Row("PATCH", "/users/{userId}", SELF_OR_ADMIN_READ, lambda w: {"name": "Renamed"}),
     Row("DELETE", "/users/{userId}", (401, 404, 204, 204)),
