@@ -62,12 +62,32 @@ class Payment(Base):
     method: Mapped[str] = mapped_column(String(16), default=CREDIT_CARD)
     # The gateway's payment method id (e.g. pm_card_visa); not a card number.
     payment_token: Mapped[str] = mapped_column(String(255))
+    # The PaymentIntent created (and stored) before it is confirmed: a void cancels it, so a
+    # confirm that arrives after the void is refused by the gateway.
+    intent_id: Mapped[str | None] = mapped_column(String(255))
     gateway_reference: Mapped[str | None] = mapped_column(String(255))
     refund_reference: Mapped[str | None] = mapped_column(String(255))
     failure_reason: Mapped[str | None] = mapped_column(Text)
     attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+
+
+class GatewayEvent(Base):
+    """A webhook event of the gateway already processed: each event id is handled once."""
+
+    __tablename__ = "gateway_events"
+
+    id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    type: Mapped[str] = mapped_column(String(100))
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+# What a webhook event does to the payment it names (``metadata.paymentId``); anything else is
+# acknowledged and ignored (the sweep and the worker's own calls still converge).
+INTENT_SUCCEEDED = "payment_intent.succeeded"
+INTENT_FAILED = "payment_intent.payment_failed"
+HANDLED_EVENT_TYPES = (INTENT_SUCCEEDED, INTENT_FAILED)
 
 
 # ---- the payment's rules ------------------------------------------------------------------------
@@ -111,6 +131,13 @@ def outcome_unknown(payment: Payment) -> bool:
         and payment.attempts > 0
         and payment.gateway_reference is None
     )
+
+
+def intent_to_void(payment: Payment) -> str | None:
+    """The PaymentIntent to cancel at the gateway for a payment voided with its outcome unknown:
+    cancelling it closes the race with a confirm still in flight (a confirm after the cancel is
+    refused; a confirm that won the race is refunded)."""
+    return payment.intent_id if outcome_unknown(payment) else None
 
 
 def charge_retry_delay(

@@ -9,11 +9,12 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
 from app.domain.base import utcnow
 from app.domain.orders import CANCELLED, PLACED, Order
-from app.domain.payments import COMPLETED, FAILED, PENDING, Payment, PaymentTransition
+from app.domain.payments import COMPLETED, FAILED, PENDING, GatewayEvent, Payment, PaymentTransition
 
 # Keep the identity map in step with what the UPDATE really changed (RETURNING), never with a
 # Python re-evaluation of the WHERE clause against possibly stale objects.
@@ -55,6 +56,27 @@ class PaymentRepository:
             execution_options=_FETCH,
         )
         return result.scalar_one_or_none()
+
+    def first_receipt(self, event_id: str, event_type: str) -> bool:
+        """Record a gateway event's id; False when it was recorded before (a repeated delivery)."""
+        stmt = (
+            pg_insert(GatewayEvent)
+            .values(id=event_id, type=event_type, received_at=utcnow())
+            .on_conflict_do_nothing(index_elements=["id"])
+            .returning(GatewayEvent.id)
+        )
+        return self.session.execute(stmt).first() is not None
+
+    def store_intent(self, payment_id: uuid.UUID, intent_id: str) -> str | None:
+        """Remember the payment's PaymentIntent (once: the first one stays); the payment's status
+        afterwards, or None if there is no such payment."""
+        self.session.execute(
+            update(Payment)
+            .where(Payment.id == payment_id, Payment.intent_id.is_(None))
+            .values(intent_id=intent_id, updated_at=utcnow()),
+            execution_options=_FETCH,
+        )
+        return self.session.scalar(select(Payment.status).where(Payment.id == payment_id))
 
     def apply(self, transition: PaymentTransition) -> bool:
         """Perform a transition the domain decided, as one guarded UPDATE; True when it applied

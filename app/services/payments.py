@@ -6,8 +6,12 @@ another with conditional updates (``… WHERE status = 'PENDING'``), taking the 
 first (the order in which ``apply_cancellation`` locks). So a cancellation that lands while a
 charge is in flight wins the race cleanly, and the worker then refunds the charge it just made.
 
-Exactly once: the gateway's idempotency key is the payment id, so a retried, re-delivered or
-swept charge task replays the first charge instead of making another.
+Exactly once: the PaymentIntent is created first (gateway idempotency key ``intent-<paymentId>``)
+and its id stored on the payment before it is confirmed (``confirm-<paymentId>``), so a retried,
+re-delivered or swept charge task replays the first charge instead of making another. A void
+(any cancellation of the order: customer, admin, expiry) cancels that stored intent at the
+gateway: a confirm that arrives later — a slow gateway answering after our timeout — is refused,
+and a confirm that won the race is refunded.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 from app.adapters.gateway import (
     AlreadyRefunded,
@@ -24,6 +29,7 @@ from app.adapters.gateway import (
     GatewayUnavailable,
     PaymentDeclined,
     PaymentGateway,
+    to_minor_units,
 )
 from app.adapters.queue import CHARGE_PAYMENT, REFUND_PAYMENT, BrokerUnavailable, send_task
 from app.domain import payments as pay
@@ -83,6 +89,7 @@ class _ChargeRequest:
     token: str
     attempts: int
     created_at: datetime
+    intent_id: str | None
 
     @property
     def ref(self) -> pay.PaymentRef:
@@ -100,8 +107,16 @@ def charge_payment(
     if request is None:
         return PaymentOutcome(SKIPPED)
     try:
-        result = gateway.charge(
-            request.payment_id, request.order_id, request.amount, request.currency, request.token
+        intent_id = request.intent_id
+        if intent_id is None:
+            intent_id = gateway.create_intent(
+                request.payment_id, request.order_id, request.amount, request.currency
+            )
+            if not _store_intent(request, intent_id):
+                log.info("charge_voided_before_confirm", payment_id=str(payment_id), intent=intent_id)
+                return refund_payment(payment_id, gateway=gateway)  # cancels the intent
+        result = gateway.confirm_intent(
+            request.payment_id, intent_id, request.amount, request.currency, request.token
         )
     except PaymentDeclined as exc:
         return _record_failure(request, exc.reason)
@@ -154,9 +169,20 @@ def _start_attempt(payment_id: uuid.UUID) -> _ChargeRequest | None:
             token=payment.payment_token,
             attempts=attempts,
             created_at=payment.created_at,
+            intent_id=payment.intent_id,
         )
         uow.commit()
     return request
+
+
+def _store_intent(request: _ChargeRequest, intent_id: str) -> bool:
+    """Remember the created intent before confirming it; False when the payment was voided
+    meanwhile (the caller then cancels the intent instead of confirming it). Any other state (a
+    concurrent task completed it) goes on to the confirm, which replays and changes nothing."""
+    with UnitOfWork() as uow:
+        status = uow.payments.store_intent(request.payment_id, intent_id)
+        uow.commit()
+    return status != pay.FAILED
 
 
 def _record_success(request: _ChargeRequest, result: ChargeResult, gateway: PaymentGateway) -> PaymentOutcome:
@@ -210,8 +236,9 @@ def refund_payment(
     cancelled) → refunded through the gateway → REFUNDED. A PLACED order is then cancelled
     (``cancelReason`` PAYMENT_REFUNDED); a SHIPPED or DELIVERED one keeps its status.
 
-    A payment voided by a cancellation after an attempt that got no answer is looked up at the
-    gateway first: refunded if the charge went through, left FAILED if it did not.
+    A payment voided by a cancellation after an attempt that got no answer has its stored
+    PaymentIntent cancelled at the gateway (or, with none stored, its charge looked up): refunded
+    if the charge went through, left FAILED if it did not.
     """
     with UnitOfWork() as uow:
         payments = uow.payments
@@ -226,7 +253,10 @@ def refund_payment(
         return PaymentOutcome(SKIPPED)
     try:
         if reference is None:
-            found = gateway.find_charge(payment_id, target.created_at)
+            if target.intent_id is not None:
+                found = gateway.void_intent(target.intent_id)
+            else:
+                found = gateway.find_charge(payment_id, target.created_at)
             if found is None:
                 log.info("voided_payment_never_charged", payment_id=str(payment_id))
                 return PaymentOutcome(NOTHING_CHARGED)
@@ -258,6 +288,7 @@ class _RefundTarget:
     amount: Decimal
     currency: str
     created_at: datetime
+    intent_id: str | None
 
     @classmethod
     def of(cls, payment: Payment, payments: PaymentRepository) -> _RefundTarget:
@@ -270,6 +301,7 @@ class _RefundTarget:
             payment.amount,
             payment.currency,
             payment.created_at,
+            payment.intent_id,
         )
 
 
@@ -322,6 +354,62 @@ def request_refund(actor: Actor, order_id: uuid.UUID) -> Payment:
     return refreshed
 
 
+# ---- webhooks in: the gateway tells us what happened ---------------------------------------------
+
+
+def handle_gateway_event(event_id: str, event_type: str, obj: dict[str, Any]) -> str:
+    """Apply a verified webhook event once (its id is stored); what it did, for logs and tests.
+
+    Monotonic: each outcome is the same guarded transition the worker uses, so a late or
+    repeated event never moves a payment backwards — a success on a PENDING payment completes it,
+    on a voided one asks for the refund; a failure only fails a PENDING payment.
+    """
+    with UnitOfWork() as uow:
+        if not uow.payments.first_receipt(event_id, event_type):
+            return "DUPLICATE"
+        outcome = _apply_gateway_event(uow, event_type, obj)
+        uow.commit()
+    log.info("gateway_event", event_id=event_id, type=event_type, outcome=outcome)
+    return outcome
+
+
+def _apply_gateway_event(uow: UnitOfWork, event_type: str, obj: dict[str, Any]) -> str:
+    if event_type not in pay.HANDLED_EVENT_TYPES:
+        return "IGNORED"
+    metadata = obj.get("metadata")
+    raw_id = metadata.get("paymentId") if isinstance(metadata, dict) else None
+    try:
+        payment_id = uuid.UUID(str(raw_id))
+    except ValueError:
+        return "UNKNOWN_PAYMENT"
+    payment = uow.payments.get(payment_id)
+    order = uow.payments.order_of(payment) if payment is not None else None
+    intent_id = obj.get("id")
+    if payment is None or order is None or not isinstance(intent_id, str):
+        return "UNKNOWN_PAYMENT"
+    if payment.intent_id not in (None, intent_id):
+        return "OTHER_INTENT"
+    ref = pay.PaymentRef(payment.id, payment.order_id, order[1])
+    uow.orders.lock_row(payment.order_id)
+    if event_type == pay.INTENT_SUCCEEDED:
+        if obj.get("amount") != to_minor_units(payment.amount, payment.currency):
+            log.error("gateway_event_amount_mismatch", payment_id=str(payment_id), amount=obj.get("amount"))
+            return "AMOUNT_MISMATCH"
+        for transition in (pay.completion(ref, intent_id), pay.late_charge(ref, intent_id)):
+            if uow.payments.apply(transition):
+                uow.record(transition.event)
+                return transition.event.__class__.__name__
+        return "UNCHANGED"
+    error = obj.get("last_payment_error")
+    code = error.get("decline_code") or error.get("code") if isinstance(error, dict) else None
+    declined = pay.decline(ref, str(code or "card_declined").upper())
+    if not uow.payments.apply(declined):
+        return "UNCHANGED"
+    uow.record(declined.event)
+    apply_cancellation(uow, payment.order_id, SYSTEM, PAYMENT_FAILED)
+    return "PaymentFailed"
+
+
 # ---- the sweep and the event handlers -------------------------------------------------------------
 
 
@@ -366,14 +454,15 @@ def on_refund_requested(event: Event, context: EventContext) -> None:
 
 
 def on_order_cancelled(event: Event, context: EventContext) -> None:
-    """Handler: a cancellation voided a payment whose last charge attempt got no answer — once
-    any request in flight has ended, look the charge up and refund it if it went through."""
+    """Handler: a cancellation voided a payment whose last charge attempt got no answer. Its
+    stored PaymentIntent is cancelled at once (a confirm still in flight is then refused, or, if
+    it won, refunded); with none stored, the charge is looked up once any request in flight has
+    ended, and refunded if it went through."""
     assert isinstance(event, OrderCancelled)
     with UnitOfWork() as uow:
         order = uow.orders.get(uuid.UUID(event.order_id))
         payment = order.payment if order is not None else None
         payment_id = payment.id if payment is not None and pay.outcome_unknown(payment) else None
+        countdown = 0 if payment is not None and pay.intent_to_void(payment) else LOOKUP_DELAY_SECONDS
     if payment_id is not None:
-        send_task(
-            REFUND_PAYMENT, [str(payment_id)], countdown=LOOKUP_DELAY_SECONDS, request_id=context.request_id
-        )
+        send_task(REFUND_PAYMENT, [str(payment_id)], countdown=countdown, request_id=context.request_id)
