@@ -3,8 +3,8 @@
 Expand only: a nullable column without a default is a catalogue-only change (no rewrite, no
 scan); the previous release neither reads nor writes it, so both releases run side by side.
 
-Revision ID: 0004
-Revises: 0003
+Revision ID: 0007
+Revises: 0003 (re-chain onto main's newest at merge)
 Create Date: 2026-12-02
 
 """

@@ -2,8 +2,8 @@
 
 Expand only: a new table the previous release never touches.
 
-Revision ID: 0005
-Revises: 0004
+Revision ID: 0008
+Revises: 0007
 Create Date: 2026-12-02
 
 """
