@@ -53,6 +53,12 @@ def to_minor_units(amount: Decimal, currency: str) -> int:
     return int((amount * exponent).quantize(Decimal(1), rounding=ROUND_HALF_UP))
 
 
+def from_minor_units(amount: int, currency: str) -> Decimal:
+    """``1234, "USD"`` → ``Decimal("12.34")``."""
+    exponent = Decimal(1) if currency.lower() in ZERO_DECIMAL_CURRENCIES else Decimal(100)
+    return (Decimal(amount) / exponent).quantize(Decimal("0.01"))
+
+
 GATEWAY_BREAKER = "payment-gateway"
 
 
@@ -107,6 +113,8 @@ class RefundResult:
     reference: str  # the Refund id
     amount: int
     replayed: bool
+    status: str = "succeeded"  # Stripe's: pending | requires_action | succeeded | failed | canceled
+    failure_reason: str | None = None
 
 
 class PaymentGateway(Protocol):
@@ -123,8 +131,17 @@ class PaymentGateway(Protocol):
     def void_intent(self, intent_id: str) -> ChargeResult | None: ...
 
     def refund(
-        self, payment_id: uuid.UUID, gateway_reference: str, amount: Decimal, currency: str
+        self,
+        payment_id: uuid.UUID,
+        gateway_reference: str,
+        amount: Decimal,
+        currency: str,
+        *,
+        refund_id: uuid.UUID | None = None,
+        metadata: Mapping[str, str] | None = None,
     ) -> RefundResult: ...
+
+    def get_refund(self, reference: str) -> RefundResult: ...
 
     def find_charge(self, payment_id: uuid.UUID, created_after: datetime) -> ChargeResult | None: ...
 
@@ -264,22 +281,40 @@ class StripeGateway:
         return ChargeResult(intent.id, charge_id, intent.amount, intent.currency, replayed=True)
 
     def refund(
-        self, payment_id: uuid.UUID, gateway_reference: str, amount: Decimal, currency: str
+        self,
+        payment_id: uuid.UUID,
+        gateway_reference: str,
+        amount: Decimal,
+        currency: str,
+        *,
+        refund_id: uuid.UUID | None = None,
+        metadata: Mapping[str, str] | None = None,
     ) -> RefundResult:
-        """Refund a charge in full, under the key ``refund-<paymentId>`` (one refund per payment)."""
+        """Refund ``amount`` of a charge under the refund's own key ``refund-<refundId>`` (without
+        a refund id: ``refund-<paymentId>``, one refund per payment). The answer carries the
+        refund's status: ``pending`` ones are settled later (webhook or poll)."""
+        meta = {"paymentId": str(payment_id), **({"refundId": str(refund_id)} if refund_id else {})}
         params: dict[str, Any] = {
             "payment_intent": gateway_reference,
             "amount": to_minor_units(amount, currency),
-            "metadata": {"paymentId": str(payment_id)},
+            "metadata": {**meta, **(metadata or {})},
         }
+        key = f"refund-{refund_id or payment_id}"
         refund = self._call(
             lambda: self.client.v1.refunds.create(
                 params,  # type: ignore[arg-type]
-                {"idempotency_key": f"refund-{payment_id}"},
+                {"idempotency_key": key},
             )
         )
-        log.info("gateway_refunded", payment_id=str(payment_id), reference=refund.id)
-        return RefundResult(refund.id, refund.amount, _replayed(refund))
+        result = _refund_result(refund)
+        log.info(
+            "gateway_refunded", payment_id=str(payment_id), reference=result.reference, status=result.status
+        )
+        return result
+
+    def get_refund(self, reference: str) -> RefundResult:
+        """The refund as the gateway has it now (the sweep polls pending ones)."""
+        return _refund_result(self._call(lambda: self.client.v1.refunds.retrieve(reference)))
 
     def find_charge(self, payment_id: uuid.UUID, created_after: datetime) -> ChargeResult | None:
         """The successful charge made for this payment, if any, found by its ``paymentId`` metadata
@@ -391,6 +426,21 @@ def verify_webhook(payload: bytes, signature: str | None, secret: str) -> dict[s
     ):
         raise BadSignature("The body is not a gateway event")
     return body
+
+
+def _refund_result(refund: Any) -> RefundResult:
+    reference = getattr(refund, "id", None)
+    status = getattr(refund, "status", None)
+    if not isinstance(reference, str) or not isinstance(status, str):
+        raise GatewayUnavailable("the gateway's answer is not a Refund", code="malformed_answer")
+    failure = getattr(refund, "failure_reason", None)
+    return RefundResult(
+        reference,
+        int(getattr(refund, "amount", 0) or 0),
+        _replayed(refund),
+        status=status,
+        failure_reason=failure if isinstance(failure, str) else None,
+    )
 
 
 def _replayed(obj: Any) -> bool:
