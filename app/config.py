@@ -136,6 +136,8 @@ class Settings:
     PAYMENT_PENDING_TIMEOUT_SECONDS: int = 900
     # A PENDING payment idle this long had its charge task lost (e.g. a killed worker): queue it again.
     PAYMENT_SWEEP_SECONDS: int = 120
+    # A declined order waits this long for another payment attempt (0: a decline cancels at once).
+    PAYMENT_RETRY_WINDOW_SECONDS: int = 900
     NOTIFY_MAX_ATTEMPTS: int = 5
     NOTIFY_BACKOFF_SECONDS: float = 10.0
     NOTIFY_RETRY_INTERVAL_SECONDS: int = 600
@@ -214,6 +216,12 @@ class Settings:
         metrics_token = env.get("METRICS_TOKEN", "")
         if production and not metrics_token:
             raise ConfigError("METRICS_TOKEN is required when APP_ENV=production (it guards GET /metrics)")
+        webhook_secret = env.get("STRIPE_WEBHOOK_SECRET") or ""
+        if production and not webhook_secret:
+            raise ConfigError(
+                "STRIPE_WEBHOOK_SECRET is required when APP_ENV=production "
+                "(it verifies POST /webhooks/stripe)"
+            )
         default_token = "" if production else "pm_card_visa"
         return cls(
             APP_ENV=app_env,
@@ -227,13 +235,16 @@ class Settings:
             MAIL_FROM=env.get("MAIL_FROM") or cls.MAIL_FROM,
             STRIPE_API_KEY=env.get("STRIPE_API_KEY") or cls.STRIPE_API_KEY,
             STRIPE_API_BASE=(env.get("STRIPE_API_BASE") or cls.STRIPE_API_BASE).rstrip("/"),
-            STRIPE_WEBHOOK_SECRET=env.get("STRIPE_WEBHOOK_SECRET") or cls.STRIPE_WEBHOOK_SECRET,
+            STRIPE_WEBHOOK_SECRET=webhook_secret or cls.STRIPE_WEBHOOK_SECRET,
             PAYMENT_MAX_ATTEMPTS=_int(env, "PAYMENT_MAX_ATTEMPTS", cls.PAYMENT_MAX_ATTEMPTS, 1),
             PAYMENT_BACKOFF_SECONDS=_float(env, "PAYMENT_BACKOFF_SECONDS", cls.PAYMENT_BACKOFF_SECONDS),
             PAYMENT_PENDING_TIMEOUT_SECONDS=_int(
                 env, "PAYMENT_PENDING_TIMEOUT_SECONDS", cls.PAYMENT_PENDING_TIMEOUT_SECONDS, 1
             ),
             PAYMENT_SWEEP_SECONDS=_int(env, "PAYMENT_SWEEP_SECONDS", cls.PAYMENT_SWEEP_SECONDS, 10),
+            PAYMENT_RETRY_WINDOW_SECONDS=_int(
+                env, "PAYMENT_RETRY_WINDOW_SECONDS", cls.PAYMENT_RETRY_WINDOW_SECONDS, 0
+            ),
             NOTIFY_MAX_ATTEMPTS=_int(env, "NOTIFY_MAX_ATTEMPTS", cls.NOTIFY_MAX_ATTEMPTS, 1),
             NOTIFY_BACKOFF_SECONDS=_float(env, "NOTIFY_BACKOFF_SECONDS", cls.NOTIFY_BACKOFF_SECONDS),
             NOTIFY_RETRY_INTERVAL_SECONDS=_int(

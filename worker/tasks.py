@@ -73,6 +73,9 @@ def charge_payment(self, payment_id: str) -> str:  # type: ignore[no-untyped-def
         gateway=StripeGateway.from_config(config),
         max_attempts=int(config["PAYMENT_MAX_ATTEMPTS"]),
         backoff_seconds=float(config["PAYMENT_BACKOFF_SECONDS"]),
+        retry=payments.RetryPolicy(
+            int(config["PAYMENT_RETRY_WINDOW_SECONDS"]), float(config["FEATURE_CACHE_SECONDS"])
+        ),
     )
     if outcome.retry_in is not None:
         # The attempt count lives in the payment row, so Celery's own retry limit is not used.

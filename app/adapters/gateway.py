@@ -31,6 +31,7 @@ import stripe
 
 from app.adapters.breakers import SharedCircuitBreaker
 from app.domain.errors import BadSignature
+from app.domain.payments import gateway_keys
 from app.log import get_logger
 
 log = get_logger(__name__)
@@ -121,11 +122,24 @@ class PaymentGateway(Protocol):
     """What the payment services need from a gateway."""
 
     def create_intent(
-        self, payment_id: uuid.UUID, order_id: uuid.UUID, amount: Decimal, currency: str
+        self,
+        payment_id: uuid.UUID,
+        order_id: uuid.UUID,
+        amount: Decimal,
+        currency: str,
+        *,
+        charge_round: int = 1,
     ) -> str: ...
 
     def confirm_intent(
-        self, payment_id: uuid.UUID, intent_id: str, amount: Decimal, currency: str, payment_method: str
+        self,
+        payment_id: uuid.UUID,
+        intent_id: str,
+        amount: Decimal,
+        currency: str,
+        payment_method: str,
+        *,
+        charge_round: int = 1,
     ) -> ChargeResult: ...
 
     def void_intent(self, intent_id: str) -> ChargeResult | None: ...
@@ -192,21 +206,32 @@ class StripeGateway:
             return gateway
 
     def create_intent(
-        self, payment_id: uuid.UUID, order_id: uuid.UUID, amount: Decimal, currency: str
+        self,
+        payment_id: uuid.UUID,
+        order_id: uuid.UUID,
+        amount: Decimal,
+        currency: str,
+        *,
+        charge_round: int = 1,
     ) -> str:
         """Create (not confirm) the payment's PaymentIntent; its id. Under the key
-        ``intent-<paymentId>``, so a retried creation returns the same intent."""
+        ``intent-<paymentId>`` (``…-r<round>`` for a customer's retry), so a retried creation
+        returns the same intent."""
+        create_key, _ = gateway_keys(payment_id, charge_round)
+        metadata = {"paymentId": str(payment_id), "orderId": str(order_id)}
+        if charge_round > 1:
+            metadata["chargeRound"] = str(charge_round)
         params: dict[str, Any] = {
             "amount": to_minor_units(amount, currency),
             "currency": currency.lower(),
             # Charged by the worker, with no customer present: no redirect-based methods.
             "automatic_payment_methods": {"enabled": True, "allow_redirects": "never"},
-            "metadata": {"paymentId": str(payment_id), "orderId": str(order_id)},
+            "metadata": metadata,
         }
         intent = self._call(
             lambda: self.client.v1.payment_intents.create(
                 params,  # type: ignore[arg-type]
-                {"idempotency_key": f"intent-{payment_id}"},
+                {"idempotency_key": create_key},
             )
         )
         intent_id = getattr(intent, "id", None)
@@ -216,7 +241,14 @@ class StripeGateway:
         return intent_id
 
     def confirm_intent(
-        self, payment_id: uuid.UUID, intent_id: str, amount: Decimal, currency: str, payment_method: str
+        self,
+        payment_id: uuid.UUID,
+        intent_id: str,
+        amount: Decimal,
+        currency: str,
+        payment_method: str,
+        *,
+        charge_round: int = 1,
     ) -> ChargeResult:
         """Confirm the stored PaymentIntent with the customer's method, under ``confirm-<paymentId>``
         (a retried confirm replays the first answer). Refused by the gateway once it was cancelled."""
@@ -225,7 +257,7 @@ class StripeGateway:
             lambda: self.client.v1.payment_intents.confirm(
                 intent_id,
                 params,  # type: ignore[arg-type]
-                {"idempotency_key": f"confirm-{payment_id}"},
+                {"idempotency_key": gateway_keys(payment_id, charge_round)[1]},
             )
         )
         return self._charged(intent, payment_id, amount, currency)

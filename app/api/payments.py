@@ -6,14 +6,14 @@ import uuid
 from typing import Any
 
 import marshmallow as ma
-from flask import Response
+from flask import Response, current_app
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from app.api.idempotency import IDEMPOTENCY_DOC, idempotent, replayed
 from app.api.schemas import MAX_MONEY, Money, StrictSchema
 from app.api.security import admin_only, authenticated, current_actor
-from app.domain.payments import Payment
+from app.domain.payments import PAYMENT_METHODS, Payment
 from app.services import payments as service
 from app.services.idempotency import Replay
 
@@ -56,6 +56,17 @@ class RefundRequestSchema(StrictSchema):
     reason = ma.fields.String(validate=ma.validate.Length(max=500), allow_none=True)
 
 
+class PaymentRetrySchema(StrictSchema):
+    paymentToken = ma.fields.String(
+        required=True,
+        validate=ma.validate.Length(min=1, max=255),
+        metadata={"description": "The gateway's payment method id (e.g. pm_card_mastercard)"},
+    )
+    paymentMethod = ma.fields.String(
+        validate=ma.validate.OneOf(PAYMENT_METHODS), metadata={"enum_component": "PaymentMethod"}
+    )
+
+
 class PaymentSchema(ma.Schema):
     paymentId = ma.fields.UUID(attribute="id", required=True)
     orderId = ma.fields.UUID(attribute="order_id", required=True)
@@ -83,6 +94,35 @@ class OrderPayment(MethodView):
     def get(self, order_id: uuid.UUID) -> Payment:
         """View an order's payment (its owner or an admin)."""
         return service.get_payment(current_actor(), order_id)
+
+    @authenticated
+    @blp.arguments(PaymentRetrySchema)
+    @blp.doc(parameters=[IDEMPOTENCY_DOC])
+    @blp.response(202, PaymentSchema, description="A new attempt is queued (PENDING, a new charge round)")
+    @blp.alt_response(403, response="FORBIDDEN", description="An admin: only the owner pays")
+    @blp.alt_response(404, response="NOT_FOUND", description="No such order, or another user's")
+    @blp.alt_response(
+        409,
+        response="CONFLICT",
+        description="The order is not PLACED, its payment not FAILED (declined) or REQUIRES_ACTION, "
+        "or its paymentDueBy has passed",
+    )
+    @blp.alt_response(422, response="UNPROCESSABLE_ENTITY", description="Invalid body or Idempotency-Key")
+    @blp.alt_response(503, response="SERVICE_UNAVAILABLE", description="The payment-retry toggle is off")
+    def post(self, data: dict[str, Any], order_id: uuid.UUID) -> Payment | Response:
+        """Pay a declined order again, with another payment method (its owner, within paymentDueBy)."""
+        actor = current_actor()
+        result = service.retry_payment(
+            actor,
+            order_id,
+            data["paymentToken"],
+            data.get("paymentMethod"),
+            feature_ttl=float(current_app.config["FEATURE_CACHE_SECONDS"]),
+            idempotency=idempotent(actor, PaymentSchema(), 202, resource_id=lambda p: p.order_id),
+        )
+        if isinstance(result, Replay):
+            return replayed(result.response, "payments.OrderPayment", order_id=result.response.resource_id)
+        return result
 
 
 @blp.route("/orders/<uuid:order_id>/refund")

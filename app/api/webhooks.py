@@ -59,5 +59,13 @@ class StripeWebhook(MethodView):
             request.headers.get("Stripe-Signature"),
             str(current_app.config["STRIPE_WEBHOOK_SECRET"]),
         )
-        outcome = service.handle_gateway_event(event["id"], event["type"], event["data"]["object"])
+        config = current_app.config
+        outcome = service.handle_gateway_event(
+            event["id"],
+            event["type"],
+            event["data"]["object"],
+            retry=service.RetryPolicy(
+                int(config["PAYMENT_RETRY_WINDOW_SECONDS"]), float(config["FEATURE_CACHE_SECONDS"])
+            ),
+        )
         return {"received": True, "outcome": outcome}

@@ -54,6 +54,17 @@ class PaymentFailed(Event):
     user_id: str
     payment_id: str
     reason: str | None = None
+    # Set when the order waits for another attempt (the retry window) instead of being cancelled.
+    payment_due_by: str | None = None
+
+
+@dataclass(frozen=True)
+class PaymentRetried(Event):
+    """The customer started a new payment attempt (another card) within the retry window."""
+
+    order_id: str
+    user_id: str
+    payment_id: str
 
 
 @dataclass(frozen=True)

@@ -95,6 +95,8 @@ class Order(Base):
     version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     cancel_reason: Mapped[str | None] = mapped_column(String(64))
     deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # A declined order waits for another payment attempt until then (PAYMENT_RETRY_WINDOW_SECONDS).
+    payment_due_by: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
 
     # Every ORM UPDATE of an order is a compare-and-set: ``… WHERE version = <the version read>``
@@ -177,6 +179,7 @@ class Order(Base):
             method=payment_method,
             payment_token=payment_token,
             attempts=0,
+            charge_round=1,
             created_at=now,
             updated_at=now,
         )

@@ -6,7 +6,7 @@ import random
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any
@@ -93,6 +93,15 @@ class Payment(Base):
     refund_reference: Mapped[str | None] = mapped_column(String(255))
     failure_reason: Mapped[str | None] = mapped_column(Text)
     attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # 1 for the first charge, +1 per retry (``POST /orders/{id}/payment``): each round its own
+    # PaymentIntent and gateway idempotency keys.
+    charge_round: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    next_action_type: Mapped[str | None] = mapped_column(String(64))
+    client_secret: Mapped[str | None] = mapped_column(String(255))
+    dispute_reference: Mapped[str | None] = mapped_column(String(255))
+    dispute_status: Mapped[str | None] = mapped_column(String(32))
+    dispute_reason: Mapped[str | None] = mapped_column(String(64))
+    dispute_amount: Mapped[Decimal | None] = mapped_column(Numeric(12, 2))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
     # Oldest first. Loaded on first access only: read them inside the unit of work.
@@ -273,14 +282,51 @@ def completion(ref: PaymentRef, gateway_reference: str) -> PaymentTransition:
     )
 
 
-def decline(ref: PaymentRef, reason: str) -> PaymentTransition:
-    """The gateway declined (or refused the request as invalid): PENDING → FAILED."""
+def decline(ref: PaymentRef, reason: str, payment_due_by: datetime | None = None) -> PaymentTransition:
+    """The gateway declined (or refused the request as invalid): PENDING → FAILED. With
+    ``payment_due_by`` the order waits for another attempt until then (the retry window)."""
     return PaymentTransition(
         ref.payment_id,
         (PENDING,),
         {"status": FAILED, "failure_reason": reason},
-        PaymentFailed(**ref.event_ids(), reason=reason),
+        PaymentFailed(
+            **ref.event_ids(),
+            reason=reason,
+            payment_due_by=payment_due_by.isoformat() if payment_due_by is not None else None,
+        ),
     )
+
+
+def retry_due_by(now: datetime, window_seconds: int, enabled: bool) -> datetime | None:
+    """Until when a declined order waits for another attempt; None: it is cancelled at once
+    (``PAYMENT_RETRY_WINDOW_SECONDS=0`` or the ``payment-retry`` toggle off)."""
+    if not enabled or window_seconds <= 0:
+        return None
+    return now + timedelta(seconds=window_seconds)
+
+
+def retry_refusal(
+    payment: Payment | None, order_status: str, now: datetime, due_by: datetime | None
+) -> str | None:
+    """Why a new payment attempt is refused (409), or None when the customer may retry: the order
+    is PLACED, within its window, and its payment was declined (not voided) or awaits an
+    authentication the customer gave up on."""
+    if payment is None or order_status != "PLACED":
+        return "Only a PLACED order can be paid again"
+    if payment.status == REQUIRES_ACTION:
+        return None
+    if payment.status != FAILED or payment.failure_reason in VOID_REASONS:
+        return f"Only a FAILED or REQUIRES_ACTION payment can be retried; this one is {payment.status}"
+    if due_by is None or due_by <= now:
+        return "The time to pay this order again has passed"
+    return None
+
+
+def gateway_keys(payment_id: uuid.UUID, charge_round: int) -> tuple[str, str]:
+    """(create, confirm) idempotency keys of a charge round: release 1's for the first round, a
+    new pair for every retry (a new PaymentIntent)."""
+    suffix = "" if charge_round <= 1 else f"-r{charge_round}"
+    return f"intent-{payment_id}{suffix}", f"confirm-{payment_id}{suffix}"
 
 
 def late_charge(ref: PaymentRef, gateway_reference: str) -> PaymentTransition:

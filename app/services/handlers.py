@@ -9,7 +9,7 @@ from __future__ import annotations
 from app.domain import events
 from app.services.dispatch import Handler
 from app.services.notifications import alert_admins, notify_customer
-from app.services.payments import on_order_cancelled, on_order_placed, on_refund_requested
+from app.services.payments import on_order_cancelled, on_order_placed, on_payment_retried, on_refund_requested
 
 EVENT_HANDLERS: dict[type[events.Event], list[Handler]] = {
     # Money first: a failing notification must not delay a charge or a refund.
@@ -21,6 +21,7 @@ EVENT_HANDLERS: dict[type[events.Event], list[Handler]] = {
     events.OrderCancelled: [on_order_cancelled, notify_customer],
     events.PaymentRefunded: [notify_customer],
     events.RefundRequested: [on_refund_requested],
+    events.PaymentRetried: [on_payment_retried],
     events.PaymentPartiallyRefunded: [notify_customer],
     events.RefundFailed: [alert_admins],
     events.AdminAlerted: [notify_customer],

@@ -37,18 +37,19 @@ from app.adapters.queue import CHARGE_PAYMENT, REFUND_PAYMENT, BrokerUnavailable
 from app.domain import payments as pay
 from app.domain.actors import SYSTEM, Actor
 from app.domain.base import utcnow
-from app.domain.errors import Forbidden, InvalidTransition, NotFound, ValidationFailed
+from app.domain.errors import FeatureDisabled, Forbidden, InvalidTransition, NotFound, ValidationFailed
 from app.domain.events import (
     Event,
     OrderCancelled,
     OrderPlaced,
+    PaymentRetried,
     RefundRequested,
 )
-from app.domain.orders import CANCELLED, PAYMENT_FAILED, visible_order
+from app.domain.orders import CANCELLED, PAYMENT_FAILED, PLACED, visible_order
 from app.domain.payments import Payment
 from app.log import get_logger
 from app.repositories.payments import PaymentRepository
-from app.services import refunds
+from app.services import features, refunds
 from app.services.cancellation import apply_cancellation
 from app.services.dispatch import EventContext
 from app.services.idempotency import Claim, Idempotent, Replay, run_idempotently
@@ -96,6 +97,7 @@ class _ChargeRequest:
     attempts: int
     created_at: datetime
     intent_id: str | None
+    charge_round: int = 1
 
     @property
     def ref(self) -> pay.PaymentRef:
@@ -105,8 +107,31 @@ class _ChargeRequest:
 # ---- charging -----------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class RetryPolicy:
+    """What a decline does: with a window (and the ``payment-retry`` toggle on for the customer)
+    the order waits ``window_seconds`` for another attempt; without, it is cancelled at once."""
+
+    window_seconds: int = 0
+    feature_ttl: float = 5.0
+
+    def due_by(self, user_id: uuid.UUID | None) -> datetime | None:
+        if self.window_seconds <= 0:
+            return None
+        enabled = features.is_enabled(features.PAYMENT_RETRY, ttl=self.feature_ttl, user_id=user_id)
+        return pay.retry_due_by(utcnow(), self.window_seconds, enabled)
+
+
+NO_RETRY = RetryPolicy()
+
+
 def charge_payment(
-    payment_id: uuid.UUID, *, gateway: PaymentGateway, max_attempts: int, backoff_seconds: float
+    payment_id: uuid.UUID,
+    *,
+    gateway: PaymentGateway,
+    max_attempts: int,
+    backoff_seconds: float,
+    retry: RetryPolicy = NO_RETRY,
 ) -> PaymentOutcome:
     """Charge a PENDING payment of a PLACED order once; do nothing for any other payment."""
     request = _start_attempt(payment_id)
@@ -116,23 +141,32 @@ def charge_payment(
         intent_id = request.intent_id
         if intent_id is None:
             intent_id = gateway.create_intent(
-                request.payment_id, request.order_id, request.amount, request.currency
+                request.payment_id,
+                request.order_id,
+                request.amount,
+                request.currency,
+                charge_round=request.charge_round,
             )
             if not _store_intent(request, intent_id):
                 log.info("charge_voided_before_confirm", payment_id=str(payment_id), intent=intent_id)
                 return refund_payment(payment_id, gateway=gateway)  # cancels the intent
         result = gateway.confirm_intent(
-            request.payment_id, intent_id, request.amount, request.currency, request.token
+            request.payment_id,
+            intent_id,
+            request.amount,
+            request.currency,
+            request.token,
+            charge_round=request.charge_round,
         )
     except PaymentDeclined as exc:
-        return _record_failure(request, exc.reason)
+        return _record_failure(request, exc.reason, retry)
     except GatewayRejected as exc:
         log.warning("charge_rejected", payment_id=str(payment_id), code=exc.code, error=str(exc))
         if exc.code == "idempotency_error":
             # The key was used with other parameters: a charge may exist. Never guess: the payment
             # stays PENDING, expires, and the charge is then looked up and refunded if it exists.
             return PaymentOutcome(GAVE_UP)
-        return _record_failure(request, exc.reason)
+        return _record_failure(request, exc.reason, retry)
     except GatewayUnavailable as exc:
         delay = pay.charge_retry_delay(request.attempts, max_attempts, backoff_seconds)
         log.warning(
@@ -176,6 +210,7 @@ def _start_attempt(payment_id: uuid.UUID) -> _ChargeRequest | None:
             attempts=attempts,
             created_at=payment.created_at,
             intent_id=payment.intent_id,
+            charge_round=payment.charge_round or 1,
         )
         uow.commit()
     return request
@@ -213,18 +248,35 @@ def _record_success(request: _ChargeRequest, result: ChargeResult, gateway: Paym
     return refund_payment(request.payment_id, gateway=gateway)
 
 
-def _record_failure(request: _ChargeRequest, reason: str) -> PaymentOutcome:
-    """Declined (or refused as invalid): FAILED, and the order CANCELLED with its stock returned."""
+def _record_failure(request: _ChargeRequest, reason: str, retry: RetryPolicy) -> PaymentOutcome:
+    """Declined (or refused as invalid): FAILED; the order waits for another attempt within the
+    retry window (stock held, ``paymentDueBy``), or, without one, is CANCELLED with its stock back."""
     with UnitOfWork() as uow:
         uow.orders.lock_row(request.order_id)
-        declined = pay.decline(request.ref, reason)
-        if not uow.payments.apply(declined):
+        if not _decline(uow, request.ref, reason, retry):
             return PaymentOutcome(SKIPPED)
-        uow.record(declined.event)
-        apply_cancellation(uow, request.order_id, SYSTEM, PAYMENT_FAILED)
         uow.commit()
     log.info("payment_failed", payment_id=str(request.payment_id), reason=reason)
     return PaymentOutcome(DECLINED)
+
+
+def _decline(uow: UnitOfWork, ref: pay.PaymentRef, reason: str, retry: RetryPolicy) -> bool:
+    """The decline of a PENDING payment, in the caller's unit of work (order row locked)."""
+    due_by = retry.due_by(ref.user_id)
+    declined = pay.decline(ref, reason, due_by)
+    if not uow.payments.apply(declined):
+        return False
+    uow.record(declined.event)
+    if due_by is None:
+        apply_cancellation(uow, ref.order_id, SYSTEM, PAYMENT_FAILED)
+        return True
+    order = uow.orders.lock(ref.order_id)
+    if order is None or order.status != PLACED:
+        return True
+    order.payment_due_by = due_by
+    order.version += 1
+    uow.orders.save()
+    return True
 
 
 # ---- refunding ----------------------------------------------------------------------------------
@@ -465,10 +517,65 @@ def request_refund(
     return run_idempotently(idempotency, work)
 
 
+def retry_payment(
+    actor: Actor,
+    order_id: uuid.UUID,
+    payment_token: str,
+    payment_method: str | None = None,
+    *,
+    feature_ttl: float = 5.0,
+    idempotency: Idempotent[Payment] | None = None,
+) -> Payment | Replay:
+    """The owner pays a declined order again (another card) within its window: the payment is
+    PENDING again with a new charge round (a new PaymentIntent, new gateway keys), charged by the
+    worker. An admin → Forbidden; another customer → NotFound; not retryable → InvalidTransition."""
+    if actor.is_admin:
+        raise Forbidden("Only the order's owner can pay it")
+    if not features.is_enabled(features.PAYMENT_RETRY, ttl=feature_ttl, user_id=actor.user_id):
+        raise FeatureDisabled("Paying again is temporarily disabled", retry_after=30)
+
+    def work(claim: Claim[Payment] | None) -> Payment:
+        def transaction(uow: UnitOfWork) -> Payment:
+            order = visible_order(actor, uow.orders.lock(order_id))
+            if order.user_id != actor.user_id:
+                raise NotFound("The order was not found")
+            payment = uow.orders.lock_payment(order_id)
+            refusal = pay.retry_refusal(payment, order.status, utcnow(), order.payment_due_by)
+            if refusal is not None:
+                raise InvalidTransition(refusal)
+            assert payment is not None
+            payment.status = pay.PENDING
+            payment.payment_token = payment_token
+            payment.method = payment_method or payment.method
+            payment.charge_round = (payment.charge_round or 1) + 1
+            payment.intent_id = None
+            payment.gateway_reference = None
+            payment.failure_reason = None
+            payment.attempts = 0
+            payment.next_action_type = None
+            payment.client_secret = None
+            payment.updated_at = utcnow()
+            uow.record(
+                PaymentRetried(order_id=str(order.id), user_id=str(order.user_id), payment_id=str(payment.id))
+            )
+            uow.payments.flush()
+            if claim is not None:
+                claim.remember(uow, payment)
+            uow.commit()
+            _ = payment.refunds
+            return payment
+
+        return run_in_transaction(transaction)
+
+    return run_idempotently(idempotency, work)
+
+
 # ---- webhooks in: the gateway tells us what happened ---------------------------------------------
 
 
-def handle_gateway_event(event_id: str, event_type: str, obj: dict[str, Any]) -> str:
+def handle_gateway_event(
+    event_id: str, event_type: str, obj: dict[str, Any], *, retry: RetryPolicy = NO_RETRY
+) -> str:
     """Apply a verified webhook event once (its id is stored); what it did, for logs and tests.
 
     Monotonic: each outcome is the same guarded transition the worker uses, so a late or
@@ -478,13 +585,13 @@ def handle_gateway_event(event_id: str, event_type: str, obj: dict[str, Any]) ->
     with UnitOfWork() as uow:
         if not uow.payments.first_receipt(event_id, event_type):
             return "DUPLICATE"
-        outcome = _apply_gateway_event(uow, event_type, obj)
+        outcome = _apply_gateway_event(uow, event_type, obj, retry)
         uow.commit()
     log.info("gateway_event", event_id=event_id, type=event_type, outcome=outcome)
     return outcome
 
 
-def _apply_gateway_event(uow: UnitOfWork, event_type: str, obj: dict[str, Any]) -> str:
+def _apply_gateway_event(uow: UnitOfWork, event_type: str, obj: dict[str, Any], retry: RetryPolicy) -> str:
     if event_type not in pay.HANDLED_EVENT_TYPES:
         return "IGNORED"
     if event_type in pay.REFUND_EVENT_TYPES:
@@ -500,8 +607,8 @@ def _apply_gateway_event(uow: UnitOfWork, event_type: str, obj: dict[str, Any]) 
     intent_id = obj.get("id")
     if payment is None or order is None or not isinstance(intent_id, str):
         return "UNKNOWN_PAYMENT"
-    if payment.intent_id not in (None, intent_id):
-        return "OTHER_INTENT"
+    if payment.intent_id not in (None, intent_id) or _round_of(metadata) != (payment.charge_round or 1):
+        return "OTHER_INTENT"  # e.g. the intent of an earlier attempt the customer retried
     ref = pay.PaymentRef(payment.id, payment.order_id, order[1])
     uow.orders.lock_row(payment.order_id)
     if event_type == pay.INTENT_SUCCEEDED:
@@ -515,12 +622,17 @@ def _apply_gateway_event(uow: UnitOfWork, event_type: str, obj: dict[str, Any]) 
         return "UNCHANGED"
     error = obj.get("last_payment_error")
     code = error.get("decline_code") or error.get("code") if isinstance(error, dict) else None
-    declined = pay.decline(ref, str(code or "card_declined").upper())
-    if not uow.payments.apply(declined):
+    if not _decline(uow, ref, str(code or "card_declined").upper(), retry):
         return "UNCHANGED"
-    uow.record(declined.event)
-    apply_cancellation(uow, payment.order_id, SYSTEM, PAYMENT_FAILED)
     return "PaymentFailed"
+
+
+def _round_of(metadata: Any) -> int:
+    raw = metadata.get("chargeRound") if isinstance(metadata, dict) else None
+    try:
+        return int(raw) if raw is not None else 1
+    except (TypeError, ValueError):
+        return 0
 
 
 def _apply_refund_event(uow: UnitOfWork, event_type: str, obj: dict[str, Any]) -> str:
@@ -621,6 +733,12 @@ def sweep_pending_payments(
 def on_order_placed(event: Event, context: EventContext) -> None:
     """Handler: charge the new order's payment."""
     assert isinstance(event, OrderPlaced)
+    send_task(CHARGE_PAYMENT, [event.payment_id], request_id=context.request_id)
+
+
+def on_payment_retried(event: Event, context: EventContext) -> None:
+    """Handler: charge the new attempt."""
+    assert isinstance(event, PaymentRetried)
     send_task(CHARGE_PAYMENT, [event.payment_id], request_id=context.request_id)
 
 

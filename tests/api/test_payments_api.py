@@ -178,3 +178,78 @@ def test_a_repeated_refund_with_the_same_key_is_replayed_not_refunded_twice(
     assert len(refund_rows(payment_id)) == 1
     other = client.post(f"/orders/{order_id}/refund", json={"amount": 3}, headers=headers)
     assert other.status_code == 422
+
+
+def decline(payment_id: uuid.UUID, order_id: uuid.UUID, *, due_in: int = 600) -> None:
+    from datetime import timedelta
+
+    from app.domain.base import utcnow
+    from app.domain.orders import Order
+
+    db.session.execute(
+        update(Payment)
+        .where(Payment.id == payment_id)
+        .values(status="FAILED", failure_reason="CARD_DECLINED", attempts=1, intent_id="pi_declined")
+    )
+    db.session.execute(
+        update(Order).where(Order.id == order_id).values(payment_due_by=utcnow() + timedelta(seconds=due_in))
+    )
+    db.session.commit()
+
+
+def test_the_owner_pays_a_declined_order_again(
+    client: FlaskClient, order: Any, customer: Any, token_for: Any
+) -> None:
+    order_id, payment_id = order
+    decline(payment_id, order_id)
+    shown = client.get(f"/orders/{order_id}", headers=token_for(customer)).json
+    assert shown["status"] == "PLACED" and shown["paymentDueBy"] is not None
+    headers = {**token_for(customer), "Idempotency-Key": "pay-again-1"}
+    body = {"paymentToken": "pm_card_mastercard", "paymentMethod": "DEBIT_CARD"}
+    response = client.post(f"/orders/{order_id}/payment", json=body, headers=headers)
+    assert response.status_code == 202, response.json
+    assert (response.json["status"], response.json["method"], response.json["failureReason"]) == (
+        "PENDING",
+        "DEBIT_CARD",
+        None,
+    )
+    again = client.post(f"/orders/{order_id}/payment", json=body, headers=headers)
+    assert again.status_code == 202 and again.headers.get("Idempotent-Replayed") == "true"
+    db.session.rollback()
+    queued = list(
+        db.session.scalars(
+            select(OutboxMessage.event_type).where(OutboxMessage.event_type == "PaymentRetried")
+        )
+    )
+    assert len(queued) == 1
+    # A PENDING attempt cannot be retried again (another key).
+    other = client.post(f"/orders/{order_id}/payment", json=body, headers=token_for(customer))
+    assert other.status_code == 409 and other.content_type == "application/problem+json"
+
+
+@pytest.mark.parametrize(
+    "body", [{}, {"paymentToken": ""}, {"paymentToken": "pm_card_visa", "paymentMethod": "CASH"}, {"x": 1}]
+)
+def test_an_invalid_retry_body_is_422(
+    client: FlaskClient, order: Any, customer: Any, token_for: Any, body: dict[str, Any]
+) -> None:
+    order_id, payment_id = order
+    decline(payment_id, order_id)
+    response = client.post(f"/orders/{order_id}/payment", json=body, headers=token_for(customer))
+    assert response.status_code == 422
+
+
+def test_retrying_is_409_for_a_pending_payment_or_a_passed_window_and_403_for_an_admin(
+    client: FlaskClient, order: Any, customer: Any, admin: Any, token_for: Any
+) -> None:
+    order_id, payment_id = order
+    body = {"paymentToken": "pm_card_visa"}
+    assert (
+        client.post(f"/orders/{order_id}/payment", json=body, headers=token_for(customer)).status_code == 409
+    )
+    decline(payment_id, order_id, due_in=-5)
+    assert (
+        client.post(f"/orders/{order_id}/payment", json=body, headers=token_for(customer)).status_code == 409
+    )
+    decline(payment_id, order_id)
+    assert client.post(f"/orders/{order_id}/payment", json=body, headers=token_for(admin)).status_code == 403

@@ -11,7 +11,7 @@ import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
-from app.domain.orders import CANCELLED, PAYMENT_FAILED, Order
+from app.domain.orders import CANCELLED, PAYMENT_FAILED, PLACED, Order
 from app.domain.payments import COMPLETED, FAILED, PENDING, GatewayEvent, Payment
 from app.extensions import db
 from app.payments_sandbox.webhooks import stripe_signature
@@ -101,7 +101,9 @@ def test_a_signed_body_that_is_not_an_event_is_a_400_problem(client: FlaskClient
     assert response.status_code == 400
 
 
-def test_a_failure_fails_a_pending_payment_and_cancels_the_order(client: FlaskClient, order: Any) -> None:
+def test_a_failure_fails_a_pending_payment_and_the_order_waits_for_a_retry(
+    client: FlaskClient, order: Any
+) -> None:
     order_id, payment_id = order
     body = event(
         payment_id, "payment_intent.payment_failed", last_payment_error={"decline_code": "insufficient_funds"}
@@ -109,7 +111,23 @@ def test_a_failure_fails_a_pending_payment_and_cancels_the_order(client: FlaskCl
     assert post(client, body).json["outcome"] == "PaymentFailed"
     paid = payment(payment_id)
     assert (paid.status, paid.failure_reason) == (FAILED, "INSUFFICIENT_FUNDS")
-    placed = db.session.get(Order, order_id)
+    placed = db.session.get(Order, order_id, populate_existing=True)
+    assert placed is not None and placed.status == PLACED and placed.payment_due_by is not None
+
+
+def test_without_a_retry_window_a_failure_cancels_the_order(
+    app: Any, client: FlaskClient, order: Any
+) -> None:
+    order_id, payment_id = order
+    app.config["PAYMENT_RETRY_WINDOW_SECONDS"] = 0
+    try:
+        body = event(
+            payment_id, "payment_intent.payment_failed", last_payment_error={"code": "card_declined"}
+        )
+        assert post(client, body).json["outcome"] == "PaymentFailed"
+    finally:
+        app.config["PAYMENT_RETRY_WINDOW_SECONDS"] = 900
+    placed = db.session.get(Order, order_id, populate_existing=True)
     assert placed is not None and (placed.status, placed.cancel_reason) == (CANCELLED, PAYMENT_FAILED)
 
 

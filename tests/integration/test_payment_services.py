@@ -203,10 +203,10 @@ class VoidBeforeConfirm:
         self.user_id = user_id
         self.void_outcome: service.PaymentOutcome | None = None
 
-    def confirm_intent(self, payment_id: uuid.UUID, *args: Any) -> ChargeResult:
+    def confirm_intent(self, payment_id: uuid.UUID, *args: Any, **kwargs: Any) -> ChargeResult:
         cancel(payment_of(payment_id).order_id, self.user_id)
         self.void_outcome = service.refund_payment(payment_id, gateway=self.gateway)
-        return self.gateway.confirm_intent(payment_id, *args)
+        return self.gateway.confirm_intent(payment_id, *args, **kwargs)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.gateway, name)
@@ -273,9 +273,9 @@ class CancelWhileCharging:
         self.gateway = gateway
         self.user_id = user_id
 
-    def confirm_intent(self, payment_id: uuid.UUID, *args: Any) -> ChargeResult:
+    def confirm_intent(self, payment_id: uuid.UUID, *args: Any, **kwargs: Any) -> ChargeResult:
         cancel(payment_of(payment_id).order_id, self.user_id)
-        return self.gateway.confirm_intent(payment_id, *args)
+        return self.gateway.confirm_intent(payment_id, *args, **kwargs)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.gateway, name)
@@ -404,9 +404,9 @@ class SlowConfirm:
         self.gateway = gateway
         self.sandbox = sandbox
 
-    def confirm_intent(self, *args: Any) -> ChargeResult:
+    def confirm_intent(self, *args: Any, **kwargs: Any) -> ChargeResult:
         self.sandbox.faults(delayMs=1500)
-        return StripeGateway(API_KEY, self.sandbox.url, timeout=0.3).confirm_intent(*args)
+        return StripeGateway(API_KEY, self.sandbox.url, timeout=0.3).confirm_intent(*args, **kwargs)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.gateway, name)
