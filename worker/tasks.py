@@ -65,7 +65,7 @@ def reconcile_stock(reconciliation_id: str | None = None) -> str | None:
 
 
 @shared_task(name=queue.CHARGE_PAYMENT, acks_late=True, bind=True, max_retries=None)
-def charge_payment(self, payment_id: str) -> str:  # type: ignore[no-untyped-def]
+def charge_payment(self, payment_id: str, abandoned_intent: str | None = None) -> str:  # type: ignore[no-untyped-def]
     """Charge one payment (once: the gateway's idempotency key is the payment id)."""
     config = current_app.config
     outcome = payments.charge_payment(
@@ -76,6 +76,7 @@ def charge_payment(self, payment_id: str) -> str:  # type: ignore[no-untyped-def
         retry=payments.RetryPolicy(
             int(config["PAYMENT_RETRY_WINDOW_SECONDS"]), float(config["FEATURE_CACHE_SECONDS"])
         ),
+        abandoned_intent=abandoned_intent,
     )
     if outcome.retry_in is not None:
         # The attempt count lives in the payment row, so Celery's own retry limit is not used.

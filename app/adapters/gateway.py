@@ -61,6 +61,9 @@ def from_minor_units(amount: int, currency: str) -> Decimal:
 
 
 GATEWAY_BREAKER = "payment-gateway"
+# A confirmed intent that is neither charged nor declined yet: the customer must authenticate
+# (3-D Secure), or the money is on its way.
+WAITING_STATUSES = ("requires_action", "processing")
 
 
 class GatewayError(Exception):
@@ -107,6 +110,11 @@ class ChargeResult:
     amount: int
     currency: str
     replayed: bool  # the gateway answered from its idempotency store: no new charge
+    # succeeded | requires_action (the customer must authenticate: ``next_action_type`` and
+    # ``client_secret`` for Stripe.js) | processing (the money may still arrive)
+    status: str = "succeeded"
+    next_action_type: str | None = None
+    client_secret: str | None = None
 
 
 @dataclass(frozen=True)
@@ -143,6 +151,10 @@ class PaymentGateway(Protocol):
     ) -> ChargeResult: ...
 
     def void_intent(self, intent_id: str) -> ChargeResult | None: ...
+
+    def poll_intent(
+        self, payment_id: uuid.UUID, intent_id: str, amount: Decimal, currency: str
+    ) -> ChargeResult: ...
 
     def refund(
         self,
@@ -269,14 +281,52 @@ class StripeGateway:
         intent_id = self.create_intent(payment_id, order_id, amount, currency)
         return self.confirm_intent(payment_id, intent_id, amount, currency, payment_method)
 
+    def poll_intent(
+        self, payment_id: uuid.UUID, intent_id: str, amount: Decimal, currency: str
+    ) -> ChargeResult:
+        """The intent as the gateway has it now (the sweep asks about payments waiting for an
+        authentication or a settlement): like a confirm's answer — ``PaymentDeclined`` once it
+        failed (back to ``requires_payment_method`` with its error) or was cancelled."""
+        intent = self._call(lambda: self.client.v1.payment_intents.retrieve(intent_id))
+        if intent.status == "requires_payment_method":
+            error = getattr(intent, "last_payment_error", None)
+            if error is None:
+                raise GatewayUnavailable("the payment intent was never confirmed", code="intent_unsettled")
+            raise PaymentDeclined(
+                "the payment intent failed",
+                code=getattr(error, "code", None),
+                decline_code=getattr(error, "decline_code", None),
+                reference=intent.id,
+            )
+        return self._charged(intent, payment_id, amount, currency)
+
     def _charged(self, intent: Any, payment_id: uuid.UUID, amount: Decimal, currency: str) -> ChargeResult:
         replayed = _replayed(intent)
         _check_intent(intent, payment_id, to_minor_units(amount, currency), currency.lower())
+        if intent.status in WAITING_STATUSES:
+            action = getattr(intent, "next_action", None)
+            action_type = getattr(action, "type", None) if action is not None else None
+            secret = getattr(intent, "client_secret", None)
+            log.info(
+                "gateway_intent_waiting",
+                payment_id=str(payment_id),
+                reference=intent.id,
+                status=intent.status,
+            )
+            return ChargeResult(
+                intent.id,
+                None,
+                intent.amount,
+                intent.currency,
+                replayed,
+                status=intent.status,
+                next_action_type=action_type.upper() if isinstance(action_type, str) else None,
+                client_secret=secret if isinstance(secret, str) else None,
+            )
         if intent.status != "succeeded":
-            # e.g. requires_action (3-D Secure): nobody is there to authenticate, so it is a decline.
             raise PaymentDeclined(
                 f"the payment intent ended in status {intent.status}",
-                code="authentication_required" if intent.status == "requires_action" else intent.status,
+                code=intent.status,
                 reference=intent.id,
             )
         latest = intent.latest_charge

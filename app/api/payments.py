@@ -56,6 +56,11 @@ class RefundRequestSchema(StrictSchema):
     reason = ma.fields.String(validate=ma.validate.Length(max=500), allow_none=True)
 
 
+class NextActionSchema(ma.Schema):
+    type = ma.fields.String(required=True, metadata={"example": "USE_STRIPE_SDK"})
+    clientSecret = ma.fields.String(required=True, metadata={"example": "pi_3Pq..._secret_..."})
+
+
 class PaymentRetrySchema(StrictSchema):
     paymentToken = ma.fields.String(
         required=True,
@@ -82,6 +87,15 @@ class PaymentSchema(ma.Schema):
         attribute="failure_reason", allow_none=True, required=True, metadata={"example": "INSUFFICIENT_FUNDS"}
     )
     attempts = ma.fields.Integer(required=True)
+    nextAction = ma.fields.Nested(
+        NextActionSchema,
+        attribute="next_action",
+        allow_none=True,
+        required=True,
+        metadata={
+            "description": "REQUIRES_ACTION only, and for the payment's owner only: Stripe.js finishes it"
+        },
+    )
     refundedAmount = Money(attribute="refunded_amount", required=True)
     refunds = ma.fields.List(ma.fields.Nested(RefundSchema), required=True)
 

@@ -59,12 +59,32 @@ class PaymentFailed(Event):
 
 
 @dataclass(frozen=True)
+class PaymentActionRequired(Event):
+    """The card needs the customer's authentication (3-D Secure): the customer is told."""
+
+    order_id: str
+    user_id: str
+    payment_id: str
+
+
+@dataclass(frozen=True)
+class PaymentProcessing(Event):
+    """The gateway is settling the charge (no e-mail: the outcome follows)."""
+
+    order_id: str
+    user_id: str
+    payment_id: str
+
+
+@dataclass(frozen=True)
 class PaymentRetried(Event):
     """The customer started a new payment attempt (another card) within the retry window."""
 
     order_id: str
     user_id: str
     payment_id: str
+    # The earlier attempt's intent still waiting for an authentication: cancelled first.
+    abandoned_intent: str | None = None
 
 
 @dataclass(frozen=True)

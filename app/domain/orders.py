@@ -253,7 +253,7 @@ class Order(Base):
             for item in sorted(self.items, key=lambda i: i.product_id)
         ]
         if payment is not None:
-            if payment.status == pay.PENDING:
+            if payment.status in pay.OPEN:
                 # The charge task checks the status first, so a queued charge never runs now.
                 payment.status = pay.FAILED
                 payment.failure_reason = (

@@ -20,9 +20,11 @@ from app.domain.base import Base, new_id, utcnow
 from app.domain.errors import InvalidTransition, ValidationFailed
 from app.domain.events import (
     Event,
+    PaymentActionRequired,
     PaymentCompleted,
     PaymentFailed,
     PaymentPartiallyRefunded,
+    PaymentProcessing,
     PaymentRefunded,
     RefundFailed,
     RefundRequested,
@@ -109,6 +111,15 @@ class Payment(Base):
         "Refund", order_by="Refund.created_at", viewonly=True, lazy="select"
     )
 
+    # Set by the read use case: ``nextAction`` (the client secret) is shown to the owner only.
+    show_next_action = False
+
+    @property
+    def next_action(self) -> dict[str, str] | None:
+        if not self.show_next_action or self.status != REQUIRES_ACTION or not self.client_secret:
+            return None
+        return {"type": self.next_action_type or "USE_STRIPE_SDK", "clientSecret": self.client_secret}
+
     @property
     def refunded_amount(self) -> Decimal:
         """The sum of the SUCCEEDED refunds (what the customer got back)."""
@@ -165,10 +176,22 @@ class GatewayEvent(Base):
 # acknowledged and ignored (the sweep and the worker's own calls still converge).
 INTENT_SUCCEEDED = "payment_intent.succeeded"
 INTENT_FAILED = "payment_intent.payment_failed"
+INTENT_PROCESSING = "payment_intent.processing"
+INTENT_REQUIRES_ACTION = "payment_intent.requires_action"
+INTENT_CANCELED = "payment_intent.canceled"
 REFUND_UPDATED = "refund.updated"
 CHARGE_REFUNDED = "charge.refunded"
 REFUND_EVENT_TYPES = (REFUND_UPDATED, CHARGE_REFUNDED)
-HANDLED_EVENT_TYPES = (INTENT_SUCCEEDED, INTENT_FAILED, *REFUND_EVENT_TYPES)
+DISPUTE_CREATED = "charge.dispute.created"
+DISPUTE_CLOSED = "charge.dispute.closed"
+HANDLED_EVENT_TYPES = (
+    INTENT_SUCCEEDED,
+    INTENT_FAILED,
+    INTENT_PROCESSING,
+    INTENT_REQUIRES_ACTION,
+    INTENT_CANCELED,
+    *REFUND_EVENT_TYPES,
+)
 
 
 # ---- the payment's rules ------------------------------------------------------------------------
@@ -184,9 +207,21 @@ SKIP = "SKIP"
 MAX_RETRY_DELAY_SECONDS = 60.0
 
 
+POLL = "POLL"
+# Confirmed, neither charged nor declined yet: the gateway (webhook, or our poll) ends them.
+WAITING = (REQUIRES_ACTION, PROCESSING)
+# What a charge, a decline or a completion may still move.
+OPEN = (PENDING, REQUIRES_ACTION, PROCESSING)
+
+
 def charge_step(payment: Payment, order_status: str) -> str:
-    """Charge only a PENDING payment of a PLACED order; anything else was decided already."""
-    return CHARGE if payment.status == PENDING and order_status == "PLACED" else SKIP
+    """Charge a PENDING payment of a PLACED order; ask the gateway about one waiting for an
+    authentication or a settlement; anything else was decided already."""
+    if order_status != "PLACED":
+        return SKIP
+    if payment.status == PENDING:
+        return CHARGE
+    return POLL if payment.status in WAITING else SKIP
 
 
 def refundable_reference(payment: Payment) -> str | None:
@@ -273,11 +308,17 @@ class PaymentTransition:
 
 
 def completion(ref: PaymentRef, gateway_reference: str) -> PaymentTransition:
-    """The charge went through: PENDING → COMPLETED."""
+    """The charge went through: PENDING (or waiting: REQUIRES_ACTION, PROCESSING) → COMPLETED."""
     return PaymentTransition(
         ref.payment_id,
-        (PENDING,),
-        {"status": COMPLETED, "gateway_reference": gateway_reference, "failure_reason": None},
+        OPEN,
+        {
+            "status": COMPLETED,
+            "gateway_reference": gateway_reference,
+            "failure_reason": None,
+            "next_action_type": None,
+            "client_secret": None,
+        },
         PaymentCompleted(**ref.event_ids()),
     )
 
@@ -287,13 +328,38 @@ def decline(ref: PaymentRef, reason: str, payment_due_by: datetime | None = None
     ``payment_due_by`` the order waits for another attempt until then (the retry window)."""
     return PaymentTransition(
         ref.payment_id,
-        (PENDING,),
-        {"status": FAILED, "failure_reason": reason},
+        OPEN,
+        {"status": FAILED, "failure_reason": reason, "next_action_type": None, "client_secret": None},
         PaymentFailed(
             **ref.event_ids(),
             reason=reason,
             payment_due_by=payment_due_by.isoformat() if payment_due_by is not None else None,
         ),
+    )
+
+
+def waiting(
+    ref: PaymentRef, status: str, intent_id: str, next_action_type: str | None, client_secret: str | None
+) -> PaymentTransition:
+    """Confirmed but not finished: → REQUIRES_ACTION (the owner must authenticate: ``nextAction``)
+    from PENDING; → PROCESSING from PENDING or REQUIRES_ACTION (never back)."""
+    if status == REQUIRES_ACTION:
+        return PaymentTransition(
+            ref.payment_id,
+            (PENDING,),
+            {
+                "status": REQUIRES_ACTION,
+                "intent_id": intent_id,
+                "next_action_type": next_action_type or "USE_STRIPE_SDK",
+                "client_secret": client_secret,
+            },
+            PaymentActionRequired(**ref.event_ids()),
+        )
+    return PaymentTransition(
+        ref.payment_id,
+        (PENDING, REQUIRES_ACTION),
+        {"status": PROCESSING, "intent_id": intent_id, "next_action_type": None, "client_secret": None},
+        PaymentProcessing(**ref.event_ids()),
     )
 
 

@@ -19,7 +19,9 @@ from app.domain.payments import (
     FAILED,
     PARTIALLY_REFUNDED,
     PENDING,
+    PROCESSING,
     R_PENDING,
+    REQUIRES_ACTION,
     GatewayEvent,
     Payment,
     PaymentTransition,
@@ -108,9 +110,10 @@ class PaymentRepository:
             select(Payment.id)
             .join(Order, Order.id == Payment.order_id)
             .where(
-                Payment.status == PENDING,
+                # PENDING ones with attempts left are charged again; waiting ones are asked about.
+                ((Payment.status == PENDING) & (Payment.attempts < max_attempts))
+                | Payment.status.in_((REQUIRES_ACTION, PROCESSING)),
                 Order.status == PLACED,
-                Payment.attempts < max_attempts,
                 Payment.updated_at < idle_since,
             )
             .order_by(Payment.updated_at)

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from app.domain.operations import R_FAILED, RUNNING, Reconciliation
 from app.domain.orders import PLACED, Order
-from app.domain.payments import FAILED, PENDING, REQUIRES_ACTION, Payment
+from app.domain.payments import FAILED, PENDING, PROCESSING, REQUIRES_ACTION, Payment
 
 _IDS = bindparam("ids", type_=ARRAY(UUID(as_uuid=True)))
 
@@ -199,7 +199,7 @@ class ReconciliationRepository:
 def _stale_pending(placed_before: datetime) -> list[Any]:
     """A PENDING payment older than the timeout — unless a retry within its window is running."""
     return [
-        Payment.status == PENDING,
+        Payment.status.in_((PENDING, REQUIRES_ACTION, PROCESSING)),
         Payment.created_at < placed_before,
         or_(Order.payment_due_by.is_(None), Order.payment_due_by < func.now()),
     ]

@@ -22,6 +22,7 @@ EVENT_HANDLERS: dict[type[events.Event], list[Handler]] = {
     events.PaymentRefunded: [notify_customer],
     events.RefundRequested: [on_refund_requested],
     events.PaymentRetried: [on_payment_retried],
+    events.PaymentActionRequired: [notify_customer],
     events.PaymentPartiallyRefunded: [notify_customer],
     events.RefundFailed: [alert_admins],
     events.AdminAlerted: [notify_customer],

@@ -23,6 +23,7 @@ from decimal import Decimal
 from typing import Any
 
 from app.adapters.gateway import (
+    WAITING_STATUSES,
     AlreadyRefunded,
     ChargeResult,
     GatewayError,
@@ -98,6 +99,7 @@ class _ChargeRequest:
     created_at: datetime
     intent_id: str | None
     charge_round: int = 1
+    poll: bool = False
 
     @property
     def ref(self) -> pay.PaymentRef:
@@ -132,13 +134,27 @@ def charge_payment(
     max_attempts: int,
     backoff_seconds: float,
     retry: RetryPolicy = NO_RETRY,
+    abandoned_intent: str | None = None,
 ) -> PaymentOutcome:
-    """Charge a PENDING payment of a PLACED order once; do nothing for any other payment."""
+    """Charge a PENDING payment of a PLACED order once; ask the gateway about one waiting for an
+    authentication or a settlement (REQUIRES_ACTION, PROCESSING: the sweep's poll, so a lost
+    webhook only delays); do nothing for any other payment. ``abandoned_intent``: the intent of
+    an earlier attempt the customer gave up authenticating, cancelled before the new charge (if
+    the customer authenticated it after all, that charge completes the payment)."""
     request = _start_attempt(payment_id)
     if request is None:
         return PaymentOutcome(SKIPPED)
     try:
+        if abandoned_intent is not None and not request.poll:
+            earlier = gateway.void_intent(abandoned_intent)
+            if earlier is not None:
+                return _record_success(request, earlier, gateway)
         intent_id = request.intent_id
+        if request.poll:
+            if intent_id is None:
+                return PaymentOutcome(SKIPPED)
+            result = gateway.poll_intent(request.payment_id, intent_id, request.amount, request.currency)
+            return _record_success(request, result, gateway)
         if intent_id is None:
             intent_id = gateway.create_intent(
                 request.payment_id,
@@ -194,10 +210,11 @@ def _start_attempt(payment_id: uuid.UUID) -> _ChargeRequest | None:
             log.warning("charge_unknown_payment", payment_id=str(payment_id))
             return None
         order_status, user_id = order
-        if pay.charge_step(payment, order_status) != pay.CHARGE:
+        step = pay.charge_step(payment, order_status)
+        if step == pay.SKIP:
             log.info("charge_skipped", payment_id=str(payment_id), status=payment.status, order=order_status)
             return None
-        attempts = payments.start_attempt(payment_id)
+        attempts = payment.attempts if step == pay.POLL else payments.start_attempt(payment_id)
         if attempts is None:
             return None
         request = _ChargeRequest(
@@ -211,6 +228,7 @@ def _start_attempt(payment_id: uuid.UUID) -> _ChargeRequest | None:
             created_at=payment.created_at,
             intent_id=payment.intent_id,
             charge_round=payment.charge_round or 1,
+            poll=step == pay.POLL,
         )
         uow.commit()
     return request
@@ -227,6 +245,8 @@ def _store_intent(request: _ChargeRequest, intent_id: str) -> bool:
 
 
 def _record_success(request: _ChargeRequest, result: ChargeResult, gateway: PaymentGateway) -> PaymentOutcome:
+    if result.status in WAITING_STATUSES:
+        return _record_waiting(request, result)
     with UnitOfWork() as uow:
         uow.orders.lock_row(request.order_id)
         completed = pay.completion(request.ref, result.reference)
@@ -246,6 +266,23 @@ def _record_success(request: _ChargeRequest, result: ChargeResult, gateway: Paym
         uow.commit()
     log.warning("charged_after_cancellation", payment_id=str(request.payment_id), reference=result.reference)
     return refund_payment(request.payment_id, gateway=gateway)
+
+
+def _record_waiting(request: _ChargeRequest, result: ChargeResult) -> PaymentOutcome:
+    """Confirmed but not finished: REQUIRES_ACTION (the owner authenticates with Stripe.js) or
+    PROCESSING. Neither cancels the order; a gateway event, the sweep's poll or the expiry ends it."""
+    status = pay.REQUIRES_ACTION if result.status == "requires_action" else pay.PROCESSING
+    transition = pay.waiting(
+        request.ref, status, result.reference, result.next_action_type, result.client_secret
+    )
+    with UnitOfWork() as uow:
+        uow.orders.lock_row(request.order_id)
+        if not uow.payments.apply(transition):
+            return PaymentOutcome(SKIPPED)
+        uow.record(transition.event)
+        uow.commit()
+    log.info("payment_waiting", payment_id=str(request.payment_id), status=status, reference=result.reference)
+    return PaymentOutcome(status)
 
 
 def _record_failure(request: _ChargeRequest, reason: str, retry: RetryPolicy) -> PaymentOutcome:
@@ -478,10 +515,13 @@ def _send_refund(refund_id: uuid.UUID, gateway: PaymentGateway, retry: _Retry) -
 def get_payment(actor: Actor, order_id: uuid.UUID) -> Payment:
     """The payment of an order its owner or an admin may see (another customer's: NotFound)."""
     with ReadOnlyUnitOfWork() as uow:
-        payment = visible_order(actor, uow.orders.get(order_id)).payment
+        order = visible_order(actor, uow.orders.get(order_id))
+        payment = order.payment
         if payment is None:
             raise NotFound("The order has no payment")
         _ = payment.refunds  # loaded while the unit of work is open
+    # The client secret finishes the payment: its owner's alone (not even an admin's).
+    payment.show_next_action = actor.user_id == order.user_id
     return payment
 
 
@@ -544,6 +584,7 @@ def retry_payment(
             if refusal is not None:
                 raise InvalidTransition(refusal)
             assert payment is not None
+            abandoned = payment.intent_id if payment.status == pay.REQUIRES_ACTION else None
             payment.status = pay.PENDING
             payment.payment_token = payment_token
             payment.method = payment_method or payment.method
@@ -556,7 +597,12 @@ def retry_payment(
             payment.client_secret = None
             payment.updated_at = utcnow()
             uow.record(
-                PaymentRetried(order_id=str(order.id), user_id=str(order.user_id), payment_id=str(payment.id))
+                PaymentRetried(
+                    order_id=str(order.id),
+                    user_id=str(order.user_id),
+                    payment_id=str(payment.id),
+                    abandoned_intent=abandoned,
+                )
             )
             uow.payments.flush()
             if claim is not None:
@@ -620,6 +666,27 @@ def _apply_gateway_event(uow: UnitOfWork, event_type: str, obj: dict[str, Any], 
                 uow.record(transition.event)
                 return transition.event.__class__.__name__
         return "UNCHANGED"
+    if event_type in (pay.INTENT_PROCESSING, pay.INTENT_REQUIRES_ACTION):
+        action = obj.get("next_action")
+        action_type = action.get("type") if isinstance(action, dict) else None
+        secret = obj.get("client_secret")
+        waiting = pay.waiting(
+            ref,
+            pay.PROCESSING if event_type == pay.INTENT_PROCESSING else pay.REQUIRES_ACTION,
+            intent_id,
+            action_type.upper() if isinstance(action_type, str) else None,
+            secret if isinstance(secret, str) else None,
+        )
+        if not uow.payments.apply(waiting):
+            return "UNCHANGED"
+        uow.record(waiting.event)
+        return waiting.event.__class__.__name__
+    if event_type == pay.INTENT_CANCELED:
+        # Cancelled at the gateway while we still waited (e.g. from the dashboard): a decline.
+        # Our own voids find the payment FAILED already: nothing changes.
+        if not _decline(uow, ref, "PAYMENT_INTENT_CANCELED", retry):
+            return "UNCHANGED"
+        return "PaymentFailed"
     error = obj.get("last_payment_error")
     code = error.get("decline_code") or error.get("code") if isinstance(error, dict) else None
     if not _decline(uow, ref, str(code or "card_declined").upper(), retry):
@@ -739,7 +806,10 @@ def on_order_placed(event: Event, context: EventContext) -> None:
 def on_payment_retried(event: Event, context: EventContext) -> None:
     """Handler: charge the new attempt."""
     assert isinstance(event, PaymentRetried)
-    send_task(CHARGE_PAYMENT, [event.payment_id], request_id=context.request_id)
+    args = (
+        [event.payment_id] if event.abandoned_intent is None else [event.payment_id, event.abandoned_intent]
+    )
+    send_task(CHARGE_PAYMENT, args, request_id=context.request_id)
 
 
 def on_refund_requested(event: Event, context: EventContext) -> None:

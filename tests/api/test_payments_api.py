@@ -49,6 +49,7 @@ def test_the_owner_reads_the_payment_of_an_order(
         "refundReference": None,
         "failureReason": None,
         "attempts": 0,
+        "nextAction": None,
         "refundedAmount": 0.0,
         "refunds": [],
     }
@@ -253,3 +254,29 @@ def test_retrying_is_409_for_a_pending_payment_or_a_passed_window_and_403_for_an
     )
     decline(payment_id, order_id)
     assert client.post(f"/orders/{order_id}/payment", json=body, headers=token_for(admin)).status_code == 403
+
+
+def test_next_action_is_shown_to_the_owner_only(
+    client: FlaskClient, order: Any, customer: Any, admin: Any, token_for: Any
+) -> None:
+    order_id, payment_id = order
+    db.session.execute(
+        update(Payment)
+        .where(Payment.id == payment_id)
+        .values(
+            status="REQUIRES_ACTION",
+            intent_id="pi_3ds",
+            next_action_type="USE_STRIPE_SDK",
+            client_secret="pi_3ds_secret_abc",
+            attempts=1,
+        )
+    )
+    db.session.commit()
+    mine = client.get(f"/orders/{order_id}/payment", headers=token_for(customer)).json
+    assert mine["status"] == "REQUIRES_ACTION"
+    assert mine["nextAction"] == {"type": "USE_STRIPE_SDK", "clientSecret": "pi_3ds_secret_abc"}
+    seen_by_admin = client.get(f"/orders/{order_id}/payment", headers=token_for(admin)).json
+    assert seen_by_admin["status"] == "REQUIRES_ACTION" and seen_by_admin["nextAction"] is None
+    assert "pi_3ds_secret_abc" not in client.get(f"/orders/{order_id}", headers=token_for(admin)).get_data(
+        as_text=True
+    )

@@ -93,6 +93,7 @@ def test_every_customer_facing_event_has_the_notification_handler():
         "PaymentRefunded",
         "PaymentPartiallyRefunded",
         "AdminAlerted",  # addressed to one admin: the event's user
+        "PaymentActionRequired",
     }
     for event_type, handlers in EVENT_HANDLERS.items():
         assert (notify_customer in handlers) == (event_type.__name__ in customer_events)
