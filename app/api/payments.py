@@ -56,6 +56,12 @@ class RefundRequestSchema(StrictSchema):
     reason = ma.fields.String(validate=ma.validate.Length(max=500), allow_none=True)
 
 
+class DisputeSchema(ma.Schema):
+    status = ma.fields.String(required=True, metadata={"example": "NEEDS_RESPONSE"})
+    reason = ma.fields.String(required=True, metadata={"example": "FRAUDULENT"})
+    amount = Money(required=True)
+
+
 class NextActionSchema(ma.Schema):
     type = ma.fields.String(required=True, metadata={"example": "USE_STRIPE_SDK"})
     clientSecret = ma.fields.String(required=True, metadata={"example": "pi_3Pq..._secret_..."})
@@ -96,6 +102,7 @@ class PaymentSchema(ma.Schema):
             "description": "REQUIRES_ACTION only, and for the payment's owner only: Stripe.js finishes it"
         },
     )
+    dispute = ma.fields.Nested(DisputeSchema, allow_none=True, required=True)
     refundedAmount = Money(attribute="refunded_amount", required=True)
     refunds = ma.fields.List(ma.fields.Nested(RefundSchema), required=True)
 

@@ -20,9 +20,13 @@ blp = Blueprint(
         "Stripe's webhook endpoint. No token: the `Stripe-Signature` header is the credential, "
         "verified with STRIPE_WEBHOOK_SECRET by Stripe's own helper (a missing, wrong or stale — "
         "over 5 minutes — signature is a 400 problem and changes nothing). Each event id is "
-        "processed once; `payment_intent.succeeded` completes a PENDING payment (or has a voided "
-        "one refunded), `payment_intent.payment_failed` fails a PENDING one; late or repeated "
-        "events never move a payment backwards. Other event types are acknowledged and ignored."
+        "processed once. `payment_intent.succeeded` completes a PENDING, REQUIRES_ACTION or "
+        "PROCESSING payment (or has a voided one refunded); `payment_intent.payment_failed` and "
+        "`payment_intent.canceled` decline it (the retry window); `payment_intent.requires_action` "
+        "/ `processing` make it wait; `refund.updated` / `charge.refunded` settle refunds (a refund "
+        "made in the dashboard is recorded); `charge.dispute.created` / `closed` record the dispute "
+        "and e-mail the admins. Late or repeated events never move a payment backwards (a refund "
+        "failing after success is the exception). Other event types are acknowledged and ignored."
     ),
 )
 

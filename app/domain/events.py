@@ -169,3 +169,27 @@ class AdminAlerted(Event):
     alert: str
     detail: str
     source_event_id: int
+
+
+@dataclass(frozen=True)
+class PaymentDisputed(Event):
+    """The cardholder disputed the charge (``payment.disputed``); the admins are e-mailed."""
+
+    order_id: str
+    user_id: str
+    payment_id: str
+    status: str
+    reason: str
+    amount: str
+
+
+@dataclass(frozen=True)
+class PaymentDisputeClosed(Event):
+    """The card network decided the dispute (WON or LOST); the admins are e-mailed."""
+
+    order_id: str
+    user_id: str
+    payment_id: str
+    status: str
+    reason: str
+    amount: str

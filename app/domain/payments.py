@@ -22,6 +22,8 @@ from app.domain.events import (
     Event,
     PaymentActionRequired,
     PaymentCompleted,
+    PaymentDisputeClosed,
+    PaymentDisputed,
     PaymentFailed,
     PaymentPartiallyRefunded,
     PaymentProcessing,
@@ -121,6 +123,12 @@ class Payment(Base):
         return {"type": self.next_action_type or "USE_STRIPE_SDK", "clientSecret": self.client_secret}
 
     @property
+    def dispute(self) -> dict[str, Any] | None:
+        if self.dispute_status is None:
+            return None
+        return {"status": self.dispute_status, "reason": self.dispute_reason, "amount": self.dispute_amount}
+
+    @property
     def refunded_amount(self) -> Decimal:
         """The sum of the SUCCEEDED refunds (what the customer got back)."""
         return sum((r.amount for r in self.refunds if r.status == R_SUCCEEDED), Decimal("0.00"))
@@ -191,6 +199,8 @@ HANDLED_EVENT_TYPES = (
     INTENT_REQUIRES_ACTION,
     INTENT_CANCELED,
     *REFUND_EVENT_TYPES,
+    DISPUTE_CREATED,
+    DISPUTE_CLOSED,
 )
 
 
@@ -496,3 +506,33 @@ def refund_events(
     elif refund.status == R_SUCCEEDED and after == PARTIALLY_REFUNDED:
         events.append(PaymentPartiallyRefunded(**ids, amount=str(amount_refunded)))
     return events
+
+
+# ---- disputes -----------------------------------------------------------------------------------
+
+# Stripe's final dispute statuses; any other (needs_response, under_review, warning_*) is open.
+CLOSED_DISPUTE_STATUSES = frozenset({"WON", "LOST", "WARNING_CLOSED"})
+
+
+def dispute_update(
+    payment: Payment, ref: PaymentRef, reference: str, status: str, reason: str, amount: Decimal
+) -> Event | None:
+    """Record the gateway's dispute on the payment (UPPER_CASE, like every enum here); the event
+    to raise, or None when nothing changes. Monotonic: a closed dispute stays closed (a late
+    ``created`` after ``closed`` changes nothing); a repeat changes nothing."""
+    status, reason = status.upper(), reason.upper()
+    if payment.dispute_reference not in (None, reference):
+        return None  # another dispute of the same payment: keep the first (rare; logged by the caller)
+    if payment.dispute_status in CLOSED_DISPUTE_STATUSES:
+        return None
+    if (payment.dispute_status, payment.dispute_reason, payment.dispute_amount) == (status, reason, amount):
+        return None
+    opened = payment.dispute_status is None
+    payment.dispute_reference = reference
+    payment.dispute_status = status
+    payment.dispute_reason = reason
+    payment.dispute_amount = amount
+    fields = {**ref.event_ids(), "status": status, "reason": reason, "amount": str(amount)}
+    if status in CLOSED_DISPUTE_STATUSES:
+        return PaymentDisputeClosed(**fields)
+    return PaymentDisputed(**fields) if opened else None

@@ -23,6 +23,8 @@ EVENT_HANDLERS: dict[type[events.Event], list[Handler]] = {
     events.RefundRequested: [on_refund_requested],
     events.PaymentRetried: [on_payment_retried],
     events.PaymentActionRequired: [notify_customer],
+    events.PaymentDisputed: [alert_admins],
+    events.PaymentDisputeClosed: [alert_admins],
     events.PaymentPartiallyRefunded: [notify_customer],
     events.RefundFailed: [alert_admins],
     events.AdminAlerted: [notify_customer],

@@ -25,7 +25,15 @@ from app.adapters.queue import DELIVER_NOTIFICATION, BrokerUnavailable, send_tas
 from app.domain.actors import Actor
 from app.domain.base import new_id, utcnow
 from app.domain.errors import Conflict, NotFound
-from app.domain.events import AdminAlerted, Event, OrderCancelled, PaymentFailed, RefundFailed
+from app.domain.events import (
+    AdminAlerted,
+    Event,
+    OrderCancelled,
+    PaymentDisputeClosed,
+    PaymentDisputed,
+    PaymentFailed,
+    RefundFailed,
+)
 from app.domain.notifications import (
     CHANNEL_EMAIL,
     N_FAILED,
@@ -171,6 +179,8 @@ def _alert_detail(event: Event) -> str:
     if isinstance(event, RefundFailed):
         reason = event.reason or "no reason given"
         return f"refund {event.refund_id} of {event.amount} failed at the gateway: {reason}"
+    if isinstance(event, PaymentDisputed | PaymentDisputeClosed):
+        return f"dispute of {event.amount}: status {event.status}, reason {event.reason}"
     return ", ".join(f"{k}={v}" for k, v in event.to_payload().items() if k not in ("user_id",))
 
 

@@ -642,6 +642,8 @@ def _apply_gateway_event(uow: UnitOfWork, event_type: str, obj: dict[str, Any], 
         return "IGNORED"
     if event_type in pay.REFUND_EVENT_TYPES:
         return _apply_refund_event(uow, event_type, obj)
+    if event_type in (pay.DISPUTE_CREATED, pay.DISPUTE_CLOSED):
+        return _apply_dispute_event(uow, obj)
     metadata = obj.get("metadata")
     raw_id = metadata.get("paymentId") if isinstance(metadata, dict) else None
     try:
@@ -692,6 +694,34 @@ def _apply_gateway_event(uow: UnitOfWork, event_type: str, obj: dict[str, Any], 
     if not _decline(uow, ref, str(code or "card_declined").upper(), retry):
         return "UNCHANGED"
     return "PaymentFailed"
+
+
+def _apply_dispute_event(uow: UnitOfWork, obj: dict[str, Any]) -> str:
+    """``charge.dispute.created`` / ``closed``: the dispute on the payment of its PaymentIntent."""
+    intent, reference = obj.get("payment_intent"), obj.get("id")
+    status, reason, amount = obj.get("status"), obj.get("reason"), obj.get("amount")
+    if not all(isinstance(v, str) for v in (intent, reference, status, reason)) or not isinstance(
+        amount, int
+    ):
+        return "UNKNOWN_PAYMENT"
+    found = uow.payments.by_intent(str(intent))
+    order = uow.payments.order_of(found) if found is not None else None
+    if found is None or order is None:
+        return "UNKNOWN_PAYMENT"
+    uow.orders.lock_row(found.order_id)
+    payment = uow.payments.lock(found.id)
+    assert payment is not None
+    ref = pay.PaymentRef(payment.id, payment.order_id, order[1])
+    event = pay.dispute_update(
+        payment, ref, str(reference), str(status), str(reason), from_minor_units(amount, payment.currency)
+    )
+    if event is None:
+        return "UNCHANGED"
+    payment.updated_at = utcnow()
+    uow.payments.flush()
+    uow.record(event)
+    log.warning("payment_disputed", payment_id=str(payment.id), status=payment.dispute_status)
+    return event.__class__.__name__
 
 
 def _round_of(metadata: Any) -> int:

@@ -50,6 +50,7 @@ def test_the_owner_reads_the_payment_of_an_order(
         "failureReason": None,
         "attempts": 0,
         "nextAction": None,
+        "dispute": None,
         "refundedAmount": 0.0,
         "refunds": [],
     }

@@ -171,3 +171,74 @@ def test_events_that_do_not_match_a_payment_change_nothing(
 def test_other_event_types_are_acknowledged_and_ignored(client: FlaskClient, order: Any) -> None:
     response = post(client, event(order[1], "customer.created"))
     assert response.status_code == 200 and response.json["outcome"] == "IGNORED"
+
+
+def test_requires_action_then_processing_then_succeeded_in_order_and_late(
+    client: FlaskClient, order: Any, customer: Any, token_for: Any
+) -> None:
+    order_id, payment_id = order
+    action = {"type": "use_stripe_sdk"}
+    needs = event(
+        payment_id, "payment_intent.requires_action", next_action=action, client_secret="pi_hook_secret_x"
+    )
+    assert post(client, needs).json["outcome"] == "PaymentActionRequired"
+    shown = client.get(f"/orders/{order_id}/payment", headers=token_for(customer)).json
+    assert shown["status"] == "REQUIRES_ACTION"
+    assert shown["nextAction"] == {"type": "USE_STRIPE_SDK", "clientSecret": "pi_hook_secret_x"}
+    assert post(client, event(payment_id, "payment_intent.processing")).json["outcome"] == "PaymentProcessing"
+    late = event(payment_id, "payment_intent.requires_action", next_action=action, client_secret="s")
+    assert post(client, late).json["outcome"] == "UNCHANGED"  # never back from PROCESSING
+    assert post(client, event(payment_id)).json["outcome"] == "PaymentCompleted"
+    assert post(client, event(payment_id, "payment_intent.processing")).json["outcome"] == "UNCHANGED"
+    assert payment(payment_id).status == COMPLETED
+
+
+def test_an_intent_cancelled_at_the_gateway_is_a_decline(client: FlaskClient, order: Any) -> None:
+    order_id, payment_id = order
+    assert post(client, event(payment_id, "payment_intent.canceled", status="canceled")).json["outcome"] == (
+        "PaymentFailed"
+    )
+    assert (payment(payment_id).status, payment(payment_id).failure_reason) == (
+        FAILED,
+        "PAYMENT_INTENT_CANCELED",
+    )
+    placed = db.session.get(Order, order_id, populate_existing=True)
+    assert placed is not None and placed.status == PLACED  # within the retry window
+
+
+def test_a_dispute_is_recorded_on_the_payment_and_alerts_the_admins(
+    client: FlaskClient, order: Any, admin: Any, token_for: Any
+) -> None:
+    order_id, payment_id = order
+    post(client, event(payment_id))  # completed, gateway reference pi_hook
+    body = {"id": "du_1", "object": "dispute", "amount": 850, "currency": "usd", "payment_intent": "pi_hook"}
+    created = {
+        "id": f"evt_{uuid.uuid4().hex}",
+        "type": "charge.dispute.created",
+        "data": {"object": {**body, "reason": "fraudulent", "status": "needs_response"}},
+    }
+    assert post(client, created).json["outcome"] == "PaymentDisputed"
+    shown = client.get(f"/orders/{order_id}/payment", headers=token_for(admin)).json
+    assert shown["dispute"] == {"status": "NEEDS_RESPONSE", "reason": "FRAUDULENT", "amount": 8.5}
+    closed = {
+        "id": f"evt_{uuid.uuid4().hex}",
+        "type": "charge.dispute.closed",
+        "data": {"object": {**body, "reason": "fraudulent", "status": "lost"}},
+    }
+    assert post(client, closed).json["outcome"] == "PaymentDisputeClosed"
+    late = {**created, "id": f"evt_{uuid.uuid4().hex}"}
+    assert post(client, late).json["outcome"] == "UNCHANGED"
+    assert payment(payment_id).dispute_status == "LOST"
+    db.session.rollback()
+    from app.domain.outbox import OutboxMessage
+
+    kinds = list(db.session.scalars(select(OutboxMessage.event_type).order_by(OutboxMessage.id)))
+    assert kinds.count("PaymentDisputed") == 1 and kinds.count("PaymentDisputeClosed") == 1
+    unknown = {
+        "id": f"evt_{uuid.uuid4().hex}",
+        "type": "charge.dispute.created",
+        "data": {
+            "object": {**body, "payment_intent": "pi_nobody", "reason": "general", "status": "needs_response"}
+        },
+    }
+    assert post(client, unknown).json["outcome"] == "UNKNOWN_PAYMENT"
