@@ -129,11 +129,15 @@ class Settings:
     MAIL_FROM: str = "OMS <no-reply@oms.local>"
     STRIPE_API_KEY: str = "sk_test_sandbox"
     STRIPE_API_BASE: str = "http://127.0.0.1:12111"
+    # Verifies POST /webhooks/stripe (`stripe listen` prints one; the dashboard shows the endpoint's).
+    STRIPE_WEBHOOK_SECRET: str = "whsec_sandbox"  # noqa: S105 (the sandbox's public test secret)
     PAYMENT_MAX_ATTEMPTS: int = 8
     PAYMENT_BACKOFF_SECONDS: float = 2.0
     PAYMENT_PENDING_TIMEOUT_SECONDS: int = 900
     # A PENDING payment idle this long had its charge task lost (e.g. a killed worker): queue it again.
     PAYMENT_SWEEP_SECONDS: int = 120
+    # A declined order waits this long for another payment attempt (0: a decline cancels at once).
+    PAYMENT_RETRY_WINDOW_SECONDS: int = 900
     NOTIFY_MAX_ATTEMPTS: int = 5
     NOTIFY_BACKOFF_SECONDS: float = 10.0
     NOTIFY_RETRY_INTERVAL_SECONDS: int = 600
@@ -214,6 +218,12 @@ class Settings:
         metrics_token = env.get("METRICS_TOKEN", "")
         if production and not metrics_token:
             raise ConfigError("METRICS_TOKEN is required when APP_ENV=production (it guards GET /metrics)")
+        webhook_secret = env.get("STRIPE_WEBHOOK_SECRET") or ""
+        if production and not webhook_secret:
+            raise ConfigError(
+                "STRIPE_WEBHOOK_SECRET is required when APP_ENV=production "
+                "(it verifies POST /webhooks/stripe)"
+            )
         default_token = "" if production else "pm_card_visa"
         return cls(
             APP_ENV=app_env,
@@ -227,12 +237,16 @@ class Settings:
             MAIL_FROM=env.get("MAIL_FROM") or cls.MAIL_FROM,
             STRIPE_API_KEY=env.get("STRIPE_API_KEY") or cls.STRIPE_API_KEY,
             STRIPE_API_BASE=(env.get("STRIPE_API_BASE") or cls.STRIPE_API_BASE).rstrip("/"),
+            STRIPE_WEBHOOK_SECRET=webhook_secret or cls.STRIPE_WEBHOOK_SECRET,
             PAYMENT_MAX_ATTEMPTS=_int(env, "PAYMENT_MAX_ATTEMPTS", cls.PAYMENT_MAX_ATTEMPTS, 1),
             PAYMENT_BACKOFF_SECONDS=_float(env, "PAYMENT_BACKOFF_SECONDS", cls.PAYMENT_BACKOFF_SECONDS),
             PAYMENT_PENDING_TIMEOUT_SECONDS=_int(
                 env, "PAYMENT_PENDING_TIMEOUT_SECONDS", cls.PAYMENT_PENDING_TIMEOUT_SECONDS, 1
             ),
             PAYMENT_SWEEP_SECONDS=_int(env, "PAYMENT_SWEEP_SECONDS", cls.PAYMENT_SWEEP_SECONDS, 10),
+            PAYMENT_RETRY_WINDOW_SECONDS=_int(
+                env, "PAYMENT_RETRY_WINDOW_SECONDS", cls.PAYMENT_RETRY_WINDOW_SECONDS, 0
+            ),
             NOTIFY_MAX_ATTEMPTS=_int(env, "NOTIFY_MAX_ATTEMPTS", cls.NOTIFY_MAX_ATTEMPTS, 1),
             NOTIFY_BACKOFF_SECONDS=_float(env, "NOTIFY_BACKOFF_SECONDS", cls.NOTIFY_BACKOFF_SECONDS),
             NOTIFY_RETRY_INTERVAL_SECONDS=_int(

@@ -124,6 +124,7 @@ class Bench:
             "APP_ENV": "production",
             "SECRET_KEY": secrets.token_hex(32),
             "METRICS_TOKEN": secrets.token_hex(16),
+            "STRIPE_WEBHOOK_SECRET": "whsec_sandbox",
             "PAYMENT_DEFAULT_TOKEN": "pm_card_visa",
             "PORT": str(self.web_port),
             "WEB_CONCURRENCY": str(plan.web_concurrency),
@@ -180,6 +181,7 @@ class Bench:
                 "APP_ENV": "production",
                 "SECRET_KEY": self.env["SECRET_KEY"],
                 "METRICS_TOKEN": self.env["METRICS_TOKEN"],
+                "STRIPE_WEBHOOK_SECRET": self.env["STRIPE_WEBHOOK_SECRET"],
                 "PAYMENT_DEFAULT_TOKEN": "pm_card_visa",
             }
         )

@@ -66,7 +66,7 @@ def reconcile_stock(reconciliation_id: str | None = None) -> str | None:
 
 
 @shared_task(name=queue.CHARGE_PAYMENT, acks_late=True, bind=True, max_retries=None)
-def charge_payment(self, payment_id: str) -> str:  # type: ignore[no-untyped-def]
+def charge_payment(self, payment_id: str, abandoned_intent: str | None = None) -> str:  # type: ignore[no-untyped-def]
     """Charge one payment (once: the gateway's idempotency key is the payment id)."""
     config = current_app.config
     outcome = payments.charge_payment(
@@ -74,6 +74,10 @@ def charge_payment(self, payment_id: str) -> str:  # type: ignore[no-untyped-def
         gateway=StripeGateway.from_config(config),
         max_attempts=int(config["PAYMENT_MAX_ATTEMPTS"]),
         backoff_seconds=float(config["PAYMENT_BACKOFF_SECONDS"]),
+        retry=payments.RetryPolicy(
+            int(config["PAYMENT_RETRY_WINDOW_SECONDS"]), float(config["FEATURE_CACHE_SECONDS"])
+        ),
+        abandoned_intent=abandoned_intent,
     )
     if outcome.retry_in is not None:
         # The attempt count lives in the payment row, so Celery's own retry limit is not used.
@@ -82,11 +86,13 @@ def charge_payment(self, payment_id: str) -> str:  # type: ignore[no-untyped-def
 
 
 @shared_task(name=queue.REFUND_PAYMENT, acks_late=True, bind=True, max_retries=None)
-def refund_payment(self, payment_id: str) -> str:  # type: ignore[no-untyped-def]
-    """Refund one payment (once: under the key ``refund-<paymentId>``)."""
+def refund_payment(self, payment_id: str, refund_id: str | None = None) -> str:  # type: ignore[no-untyped-def]
+    """Send one refund (under its key ``refund-<refundId>``), or refund the rest of a cancelled
+    order's payment; a pending one is asked about again."""
     config = current_app.config
     outcome = payments.refund_payment(
         uuid.UUID(payment_id),
+        refund_id=uuid.UUID(refund_id) if refund_id else None,
         gateway=StripeGateway.from_config(config),
         attempt=self.request.retries + 1,
         max_attempts=int(config["PAYMENT_MAX_ATTEMPTS"]),

@@ -76,6 +76,12 @@ class OrderSchema(ma.Schema):
     cancelReason = ma.fields.String(
         attribute="cancel_reason", allow_none=True, required=True, metadata={"enum_component": "CancelReason"}
     )
+    paymentDueBy = ma.fields.DateTime(
+        attribute="payment_due_by",
+        allow_none=True,
+        required=True,
+        metadata={"description": "A declined order waits until then for POST /orders/{orderId}/payment"},
+    )
 
 
 class OrderCreateSchema(StrictSchema):

@@ -21,6 +21,7 @@ def register_blueprints(api: Api) -> None:
         products,
         reconciliations,
         users,
+        webhooks,
     )
 
     for blueprint in (ops.blp, users.blp, auth.blp, products.blp):
@@ -29,5 +30,5 @@ def register_blueprints(api: Api) -> None:
         api.register_blueprint(blueprint)
     for blueprint in (carts.blp, orders.blp):
         api.register_blueprint(blueprint)
-    for blueprint in (payments.blp,):
+    for blueprint in (payments.blp, webhooks.blp):
         api.register_blueprint(blueprint)

@@ -54,6 +54,37 @@ class PaymentFailed(Event):
     user_id: str
     payment_id: str
     reason: str | None = None
+    # Set when the order waits for another attempt (the retry window) instead of being cancelled.
+    payment_due_by: str | None = None
+
+
+@dataclass(frozen=True)
+class PaymentActionRequired(Event):
+    """The card needs the customer's authentication (3-D Secure): the customer is told."""
+
+    order_id: str
+    user_id: str
+    payment_id: str
+
+
+@dataclass(frozen=True)
+class PaymentProcessing(Event):
+    """The gateway is settling the charge (no e-mail: the outcome follows)."""
+
+    order_id: str
+    user_id: str
+    payment_id: str
+
+
+@dataclass(frozen=True)
+class PaymentRetried(Event):
+    """The customer started a new payment attempt (another card) within the retry window."""
+
+    order_id: str
+    user_id: str
+    payment_id: str
+    # The earlier attempt's intent still waiting for an authentication: cancelled first.
+    abandoned_intent: str | None = None
 
 
 @dataclass(frozen=True)
@@ -84,11 +115,14 @@ class PaymentRefunded(Event):
 
 @dataclass(frozen=True)
 class RefundRequested(Event):
-    """Internal: a COMPLETED payment must be refunded through the gateway (queued by the worker)."""
+    """Internal: money taken must be given back through the gateway (queued by the worker).
+    ``refund_id`` names the refund to send; without it, everything still refundable is refunded
+    (a cancelled paid order, a voided payment charged after all)."""
 
     order_id: str
     user_id: str
     payment_id: str
+    refund_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -107,3 +141,73 @@ class EmailVerificationRequested(Event):
     user_id: str
     token_id: str
     ttl_seconds: int = 7 * 24 * 3600
+
+
+@dataclass(frozen=True)
+class RefundSucceeded(Event):
+    """The gateway says a refund succeeded (the returns feature marks its return REFUNDED)."""
+
+    order_id: str
+    user_id: str
+    payment_id: str
+    refund_id: str
+    amount: str
+
+
+@dataclass(frozen=True)
+class RefundFailed(Event):
+    """The gateway failed a refund (possibly after it had succeeded): the admins are e-mailed."""
+
+    order_id: str
+    user_id: str
+    payment_id: str
+    refund_id: str
+    amount: str
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class PaymentPartiallyRefunded(Event):
+    """A refund succeeded and part of the payment is still kept (the customer is told)."""
+
+    order_id: str
+    user_id: str
+    payment_id: str
+    amount: str
+
+
+@dataclass(frozen=True)
+class AdminAlerted(Event):
+    """One admin is e-mailed about something that needs a person (``alert``: the event that
+    raised it, e.g. RefundFailed); one per admin, recorded by the handler of ``source_event_id``."""
+
+    user_id: str
+    order_id: str
+    payment_id: str
+    alert: str
+    detail: str
+    source_event_id: int
+
+
+@dataclass(frozen=True)
+class PaymentDisputed(Event):
+    """The cardholder disputed the charge (``payment.disputed``); the admins are e-mailed."""
+
+    order_id: str
+    user_id: str
+    payment_id: str
+    status: str
+    reason: str
+    amount: str
+
+
+@dataclass(frozen=True)
+class PaymentDisputeClosed(Event):
+    """The card network decided the dispute (WON or LOST); the admins are e-mailed."""
+
+    order_id: str
+    user_id: str
+    payment_id: str
+    status: str
+    reason: str
+    amount: str

@@ -95,6 +95,8 @@ class Order(Base):
     version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     cancel_reason: Mapped[str | None] = mapped_column(String(64))
     deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # A declined order waits for another payment attempt until then (PAYMENT_RETRY_WINDOW_SECONDS).
+    payment_due_by: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
 
     # Every ORM UPDATE of an order is a compare-and-set: ``… WHERE version = <the version read>``
@@ -177,6 +179,7 @@ class Order(Base):
             method=payment_method,
             payment_token=payment_token,
             attempts=0,
+            charge_round=1,
             created_at=now,
             updated_at=now,
         )
@@ -250,7 +253,7 @@ class Order(Base):
             for item in sorted(self.items, key=lambda i: i.product_id)
         ]
         if payment is not None:
-            if payment.status == pay.PENDING:
+            if payment.status in pay.OPEN:
                 # The charge task checks the status first, so a queued charge never runs now.
                 payment.status = pay.FAILED
                 payment.failure_reason = (
@@ -259,7 +262,7 @@ class Order(Base):
                     else pay.VoidReason.ORDER_CANCELLED
                 )
                 payment.updated_at = now
-            elif payment.status == pay.COMPLETED:
+            elif payment.status in (pay.COMPLETED, pay.PARTIALLY_REFUNDED):
                 self.events.append(
                     RefundRequested(
                         order_id=str(self.id), user_id=str(self.user_id), payment_id=str(payment.id)
@@ -346,7 +349,8 @@ Guard = Callable[[Order], str | None]
 
 
 def _payment_completed(order: Order) -> str | None:
-    if order.payment is None or order.payment.status != pay.COMPLETED:
+    # A partly refunded payment was completed first: the rest of the order may still ship.
+    if order.payment is None or order.payment.status not in (pay.COMPLETED, pay.PARTIALLY_REFUNDED):
         return "An order can only be shipped once its payment is COMPLETED"
     return None
 

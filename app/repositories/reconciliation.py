@@ -11,14 +11,15 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import ARRAY, Engine, bindparam, func, select, text, update
+from sqlalchemy import ARRAY, Engine, bindparam, func, or_, select, text, update
 from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.orm import Session
 
 from app.domain.operations import R_FAILED, RUNNING, Reconciliation
 from app.domain.orders import PLACED, Order
-from app.domain.payments import PENDING, Payment
+from app.domain.payments import FAILED, PENDING, PROCESSING, REQUIRES_ACTION, Payment
 
 _IDS = bindparam("ids", type_=ARRAY(UUID(as_uuid=True)))
 
@@ -93,11 +94,32 @@ class ReconciliationRepository:
         stmt = (
             select(Order.id)
             .join(Payment, Payment.order_id == Order.id)
-            .where(Order.status == PLACED, Payment.status == PENDING, Payment.created_at < placed_before)
+            .where(Order.status == PLACED, *_stale_pending(placed_before))
             .order_by(Payment.created_at)
             .limit(limit)
         )
         return list(self.session.scalars(stmt))
+
+    def unpaid_after_window(self, now: datetime, limit: int) -> list[uuid.UUID]:
+        """PLACED orders whose payment was declined and whose retry window has passed."""
+        stmt = (
+            select(Order.id)
+            .join(Payment, Payment.order_id == Order.id)
+            .where(Order.status == PLACED, *_window_passed(now))
+            .order_by(Order.payment_due_by)
+            .limit(limit)
+        )
+        return list(self.session.scalars(stmt))
+
+    def lock_unpaid_after_window(self, order_id: uuid.UUID, now: datetime) -> bool:
+        """Lock such an order if it still is one (``SKIP LOCKED``, like the stale PENDING ones)."""
+        stmt = (
+            select(Order.id)
+            .join(Payment, Payment.order_id == Order.id)
+            .where(Order.id == order_id, Order.status == PLACED, *_window_passed(now))
+            .with_for_update(skip_locked=True)
+        )
+        return self.session.scalar(stmt) is not None
 
     def lock_stale_pending_order(self, order_id: uuid.UUID, placed_before: datetime) -> bool:
         """Lock the order and its payment if still stale; False if gone or busy (``SKIP LOCKED``).
@@ -111,8 +133,7 @@ class ReconciliationRepository:
             .where(
                 Order.id == order_id,
                 Order.status == PLACED,
-                Payment.status == PENDING,
-                Payment.created_at < placed_before,
+                *_stale_pending(placed_before),
             )
             .with_for_update(skip_locked=True)
         )
@@ -173,3 +194,20 @@ class ReconciliationRepository:
             (StockCorrection(r.id, int(r.stock_before), int(r.stock_after)) for r in rows),
             key=lambda c: c.product_id,
         )
+
+
+def _stale_pending(placed_before: datetime) -> list[Any]:
+    """A PENDING payment older than the timeout — unless a retry within its window is running."""
+    return [
+        Payment.status.in_((PENDING, REQUIRES_ACTION, PROCESSING)),
+        Payment.created_at < placed_before,
+        or_(Order.payment_due_by.is_(None), Order.payment_due_by < func.now()),
+    ]
+
+
+def _window_passed(now: datetime) -> list[Any]:
+    return [
+        Payment.status.in_((FAILED, REQUIRES_ACTION)),
+        Order.payment_due_by.is_not(None),
+        Order.payment_due_by < now,
+    ]

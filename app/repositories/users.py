@@ -30,6 +30,11 @@ class UserRepository:
     def __init__(self, session: Session) -> None:
         self.session = session
 
+    def admin_ids(self) -> list[uuid.UUID]:
+        """The ids of the active admins (who get operational alerts)."""
+        stmt = select(User.id).where(User.role == ROLE_ADMIN, User.deleted_at.is_(None)).order_by(User.id)
+        return list(self.session.scalars(stmt))
+
     def add(self, user: User) -> None:
         """Insert the user now (flush): the unique e-mail index decides between concurrent sign-ups,
         and ``IntegrityError`` surfaces here."""

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from app.domain import events
 from app.services.dispatch import Handler
-from app.services.notifications import notify_customer
-from app.services.payments import on_order_cancelled, on_order_placed, on_refund_requested
+from app.services.notifications import alert_admins, notify_customer
+from app.services.payments import on_order_cancelled, on_order_placed, on_payment_retried, on_refund_requested
 
 EVENT_HANDLERS: dict[type[events.Event], list[Handler]] = {
     # Money first: a failing notification must not delay a charge or a refund.
@@ -24,4 +24,12 @@ EVENT_HANDLERS: dict[type[events.Event], list[Handler]] = {
     # Account e-mails (issue 17): the token's secret is put into the e-mail at delivery only.
     events.PasswordResetRequested: [notify_customer],
     events.EmailVerificationRequested: [notify_customer],
+    events.PaymentRetried: [on_payment_retried],
+    events.PaymentActionRequired: [notify_customer],
+    events.PaymentDisputed: [alert_admins],
+    events.PaymentDisputeClosed: [alert_admins],
+    events.PaymentPartiallyRefunded: [notify_customer],
+    events.RefundFailed: [alert_admins],
+    events.AdminAlerted: [notify_customer],
+    # RefundSucceeded: no handler here yet (the returns feature marks its return REFUNDED on it).
 }

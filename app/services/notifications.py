@@ -26,7 +26,15 @@ from app.domain.accounts import TOKEN_EVENTS, TOKEN_MASK, token_secret
 from app.domain.actors import Actor
 from app.domain.base import new_id, utcnow
 from app.domain.errors import Conflict, NotFound
-from app.domain.events import Event, OrderCancelled, PaymentFailed
+from app.domain.events import (
+    AdminAlerted,
+    Event,
+    OrderCancelled,
+    PaymentDisputeClosed,
+    PaymentDisputed,
+    PaymentFailed,
+    RefundFailed,
+)
 from app.domain.notifications import (
     CHANNEL_EMAIL,
     N_FAILED,
@@ -140,7 +148,50 @@ def _template_context(event: Event, name: str | None, facts: OrderFacts | None) 
     reason = None
     if isinstance(event, OrderCancelled | PaymentFailed):
         reason = event.reason
-    return {"name": name, "order": order, "reason": reason, "payment_refund_pending": refund_pending}
+    return {
+        "name": name,
+        "order": order,
+        "reason": reason,
+        "payment_refund_pending": refund_pending,
+        "amount": getattr(event, "amount", None),
+        "alert": getattr(event, "alert", None),
+        "detail": getattr(event, "detail", None),
+        "payment_due_by": getattr(event, "payment_due_by", None),
+    }
+
+
+def alert_admins(event: Event, context: EventContext) -> None:
+    """Handler: e-mail every admin about an event that needs a person (a refund the gateway
+    failed, a dispute): one ``AdminAlerted`` per admin, each then a notification of its own
+    through ``notify_customer``. Once per event: the event's message is locked and the alerts
+    it already recorded are looked for."""
+    ids = {k: str(v) for k, v in event.to_payload().items() if k in ("order_id", "payment_id")}
+    with UnitOfWork() as uow:
+        uow.outbox.lock_message(context.event_id)
+        if uow.outbox.recorded_from(AdminAlerted.__name__, context.event_id):
+            return
+        detail = _alert_detail(event)
+        for admin_id in uow.users.admin_ids():
+            uow.record(
+                AdminAlerted(
+                    user_id=str(admin_id),
+                    order_id=ids.get("order_id", ""),
+                    payment_id=ids.get("payment_id", ""),
+                    alert=event.name,
+                    detail=detail,
+                    source_event_id=context.event_id,
+                )
+            )
+        uow.commit()
+
+
+def _alert_detail(event: Event) -> str:
+    if isinstance(event, RefundFailed):
+        reason = event.reason or "no reason given"
+        return f"refund {event.refund_id} of {event.amount} failed at the gateway: {reason}"
+    if isinstance(event, PaymentDisputed | PaymentDisputeClosed):
+        return f"dispute of {event.amount}: status {event.status}, reason {event.reason}"
+    return ", ".join(f"{k}={v}" for k, v in event.to_payload().items() if k not in ("user_id",))
 
 
 # ---- delivery ----------------------------------------------------------------------------------

@@ -27,7 +27,7 @@ from app.domain.actors import SYSTEM, Actor
 from app.domain.base import new_id, utcnow
 from app.domain.errors import DomainError, NotFound, ServiceUnavailable
 from app.domain.operations import R_COMPLETED, R_FAILED, RUNNING, Reconciliation
-from app.domain.orders import PAYMENT_TIMEOUT
+from app.domain.orders import PAYMENT_FAILED, PAYMENT_TIMEOUT
 from app.log import get_logger
 from app.repositories.reconciliation import advisory_lock
 from app.services.cancellation import apply_cancellation
@@ -147,6 +147,25 @@ def _expire_stale_orders(timeout_seconds: int, progress: Progress | None) -> int
             log.warning("order_expiry_skipped", order_id=str(order_id), error=f"{type(exc).__name__}: {exc}")
         if progress:
             progress(PHASE_EXPIRE, done, len(order_ids))
+    return expired + _expire_unpaid_windows()
+
+
+def _expire_unpaid_windows() -> int:
+    """Declined orders whose retry window passed unpaid: CANCELLED (PAYMENT_FAILED), stock back."""
+    now = utcnow()
+    with UnitOfWork() as uow:
+        order_ids = uow.reconciliations.unpaid_after_window(now, EXPIRE_BATCH)
+    expired = 0
+    for order_id in order_ids:
+        try:
+            with UnitOfWork() as uow:
+                if uow.reconciliations.lock_unpaid_after_window(order_id, now):
+                    apply_cancellation(uow, order_id, SYSTEM, PAYMENT_FAILED)
+                    uow.commit()
+                    expired += 1
+                    log.info("order_expired", order_id=str(order_id), reason=PAYMENT_FAILED)
+        except (DomainError, SQLAlchemyError) as exc:
+            log.warning("order_expiry_skipped", order_id=str(order_id), error=f"{type(exc).__name__}: {exc}")
     return expired
 
 

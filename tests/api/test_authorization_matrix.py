@@ -174,6 +174,15 @@ EXPECTED: list[Row] = [
     Row("GET", "/orders/{orderId}/payment", SELF_OR_ADMIN_READ),
     Row("GET", "/orders/{orderId}/history", SELF_OR_ADMIN_READ),
     Row("POST", "/orders/{orderId}/refund", (401, 403, 403, 202)),
+    # Paying again is the owner's alone (the world's order is paid: 409 once authorised)
+    Row(
+        "POST",
+        "/orders/{orderId}/payment",
+        (401, 404, 409, 403),
+        lambda w: {"paymentToken": "pm_card_mastercard"},
+    ),
+    # Webhooks in: no token, the signature is the credential (none here: 400 for everyone)
+    Row("POST", "/webhooks/stripe", (400, 400, 400, 400)),
     # Administration
     Row("POST", "/admin/notifications/{notificationId}/retry", (401, 403, 403, 202)),
     Row("POST", "/admin/reconciliations", (401, 403, 403, 202)),

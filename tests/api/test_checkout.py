@@ -74,6 +74,7 @@ def test_checkout_answers_201_with_the_order_and_its_location(client, customer, 
             "amount": 47.48,
         },
         "cancelReason": None,
+        "paymentDueBy": None,
     }
 
 

@@ -35,6 +35,7 @@ def production_app(database_url, redis_url, **extra):
             "APP_ENV": "production",
             "SECRET_KEY": PRODUCTION_SECRET,
             "METRICS_TOKEN": "metrics-" + PRODUCTION_SECRET[:16],
+            "STRIPE_WEBHOOK_SECRET": "whsec_" + PRODUCTION_SECRET[:24],
             "DATABASE_URL": database_url,
             "REDIS_URL": redis_url,
             **extra,

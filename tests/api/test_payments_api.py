@@ -10,7 +10,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import select, update
 
 from app.domain.outbox import OutboxMessage
-from app.domain.payments import COMPLETED, Payment
+from app.domain.payments import COMPLETED, Payment, Refund
 from app.extensions import db
 from tests.shop import make_product, place_order_directly
 
@@ -49,6 +49,10 @@ def test_the_owner_reads_the_payment_of_an_order(
         "refundReference": None,
         "failureReason": None,
         "attempts": 0,
+        "nextAction": None,
+        "dispute": None,
+        "refundedAmount": 0.0,
+        "refunds": [],
     }
 
 
@@ -102,3 +106,178 @@ def test_a_customer_cannot_refund_even_their_own_order(
 
 def test_refunding_an_unknown_order_is_404(client: FlaskClient, admin: Any, token_for: Any) -> None:
     assert client.post(f"/orders/{uuid.uuid4()}/refund", headers=token_for(admin)).status_code == 404
+
+
+def refund_rows(payment_id: uuid.UUID) -> list[Refund]:
+    db.session.rollback()
+    return list(db.session.scalars(select(Refund).where(Refund.payment_id == payment_id)))
+
+
+def test_a_partial_refund_is_a_pending_entry_and_queued_with_its_id(
+    client: FlaskClient, order: Any, admin: Any, token_for: Any
+) -> None:
+    order_id, payment_id = order
+    complete(payment_id)
+    response = client.post(
+        f"/orders/{order_id}/refund",
+        json={"amount": 3.25, "reason": "scratched box"},
+        headers=token_for(admin),
+    )
+    assert response.status_code == 202, response.json
+    body = response.json
+    assert body["status"] == "COMPLETED" and body["refundedAmount"] == 0.0
+    [entry] = body["refunds"]
+    assert entry["amount"] == 3.25 and entry["status"] == "PENDING" and entry["reason"] == "scratched box"
+    assert entry["failureReason"] is None and entry["gatewayReference"] is None
+    db.session.rollback()
+    message = db.session.scalars(select(OutboxMessage).order_by(OutboxMessage.id.desc())).first()
+    assert message is not None and message.event_type == "RefundRequested"
+    assert message.payload["refund_id"] == entry["refundId"]
+    # The rest (8.50 - 3.25) is what is still refundable: the default amount.
+    rest = client.post(f"/orders/{order_id}/refund", headers=token_for(admin))
+    assert rest.status_code == 202
+    assert [r["amount"] for r in rest.json["refunds"]] == [3.25, 5.25]
+
+
+def test_more_than_is_still_refundable_is_409_and_changes_nothing(
+    client: FlaskClient, order: Any, admin: Any, token_for: Any
+) -> None:
+    order_id, payment_id = order
+    complete(payment_id)
+    assert (
+        client.post(f"/orders/{order_id}/refund", json={"amount": 8.0}, headers=token_for(admin)).status_code
+        == 202
+    )
+    response = client.post(f"/orders/{order_id}/refund", json={"amount": 0.51}, headers=token_for(admin))
+    assert response.status_code == 409 and response.content_type == "application/problem+json"
+    assert [r.amount for r in refund_rows(payment_id)] == [8]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [{"amount": 0}, {"amount": -1}, {"amount": 1.001}, {"amount": "x"}, {"amount": True}, {"other": 1}],
+)
+def test_an_amount_that_is_not_positive_money_is_422_and_changes_nothing(
+    client: FlaskClient, order: Any, admin: Any, token_for: Any, body: dict[str, Any]
+) -> None:
+    order_id, payment_id = order
+    complete(payment_id)
+    response = client.post(f"/orders/{order_id}/refund", json=body, headers=token_for(admin))
+    assert response.status_code == 422 and response.content_type == "application/problem+json"
+    assert refund_rows(payment_id) == []
+
+
+def test_a_repeated_refund_with_the_same_key_is_replayed_not_refunded_twice(
+    client: FlaskClient, order: Any, admin: Any, token_for: Any
+) -> None:
+    order_id, payment_id = order
+    complete(payment_id)
+    headers = {**token_for(admin), "Idempotency-Key": "refund-once"}
+    first = client.post(f"/orders/{order_id}/refund", json={"amount": 2}, headers=headers)
+    again = client.post(f"/orders/{order_id}/refund", json={"amount": 2}, headers=headers)
+    assert first.status_code == again.status_code == 202
+    assert again.headers.get("Idempotent-Replayed") == "true" and again.json == first.json
+    assert len(refund_rows(payment_id)) == 1
+    other = client.post(f"/orders/{order_id}/refund", json={"amount": 3}, headers=headers)
+    assert other.status_code == 422
+
+
+def decline(payment_id: uuid.UUID, order_id: uuid.UUID, *, due_in: int = 600) -> None:
+    from datetime import timedelta
+
+    from app.domain.base import utcnow
+    from app.domain.orders import Order
+
+    db.session.execute(
+        update(Payment)
+        .where(Payment.id == payment_id)
+        .values(status="FAILED", failure_reason="CARD_DECLINED", attempts=1, intent_id="pi_declined")
+    )
+    db.session.execute(
+        update(Order).where(Order.id == order_id).values(payment_due_by=utcnow() + timedelta(seconds=due_in))
+    )
+    db.session.commit()
+
+
+def test_the_owner_pays_a_declined_order_again(
+    client: FlaskClient, order: Any, customer: Any, token_for: Any
+) -> None:
+    order_id, payment_id = order
+    decline(payment_id, order_id)
+    shown = client.get(f"/orders/{order_id}", headers=token_for(customer)).json
+    assert shown["status"] == "PLACED" and shown["paymentDueBy"] is not None
+    headers = {**token_for(customer), "Idempotency-Key": "pay-again-1"}
+    body = {"paymentToken": "pm_card_mastercard", "paymentMethod": "DEBIT_CARD"}
+    response = client.post(f"/orders/{order_id}/payment", json=body, headers=headers)
+    assert response.status_code == 202, response.json
+    assert (response.json["status"], response.json["method"], response.json["failureReason"]) == (
+        "PENDING",
+        "DEBIT_CARD",
+        None,
+    )
+    again = client.post(f"/orders/{order_id}/payment", json=body, headers=headers)
+    assert again.status_code == 202 and again.headers.get("Idempotent-Replayed") == "true"
+    db.session.rollback()
+    queued = list(
+        db.session.scalars(
+            select(OutboxMessage.event_type).where(OutboxMessage.event_type == "PaymentRetried")
+        )
+    )
+    assert len(queued) == 1
+    # A PENDING attempt cannot be retried again (another key).
+    other = client.post(f"/orders/{order_id}/payment", json=body, headers=token_for(customer))
+    assert other.status_code == 409 and other.content_type == "application/problem+json"
+
+
+@pytest.mark.parametrize(
+    "body", [{}, {"paymentToken": ""}, {"paymentToken": "pm_card_visa", "paymentMethod": "CASH"}, {"x": 1}]
+)
+def test_an_invalid_retry_body_is_422(
+    client: FlaskClient, order: Any, customer: Any, token_for: Any, body: dict[str, Any]
+) -> None:
+    order_id, payment_id = order
+    decline(payment_id, order_id)
+    response = client.post(f"/orders/{order_id}/payment", json=body, headers=token_for(customer))
+    assert response.status_code == 422
+
+
+def test_retrying_is_409_for_a_pending_payment_or_a_passed_window_and_403_for_an_admin(
+    client: FlaskClient, order: Any, customer: Any, admin: Any, token_for: Any
+) -> None:
+    order_id, payment_id = order
+    body = {"paymentToken": "pm_card_visa"}
+    assert (
+        client.post(f"/orders/{order_id}/payment", json=body, headers=token_for(customer)).status_code == 409
+    )
+    decline(payment_id, order_id, due_in=-5)
+    assert (
+        client.post(f"/orders/{order_id}/payment", json=body, headers=token_for(customer)).status_code == 409
+    )
+    decline(payment_id, order_id)
+    assert client.post(f"/orders/{order_id}/payment", json=body, headers=token_for(admin)).status_code == 403
+
+
+def test_next_action_is_shown_to_the_owner_only(
+    client: FlaskClient, order: Any, customer: Any, admin: Any, token_for: Any
+) -> None:
+    order_id, payment_id = order
+    db.session.execute(
+        update(Payment)
+        .where(Payment.id == payment_id)
+        .values(
+            status="REQUIRES_ACTION",
+            intent_id="pi_3ds",
+            next_action_type="USE_STRIPE_SDK",
+            client_secret="pi_3ds_secret_abc",
+            attempts=1,
+        )
+    )
+    db.session.commit()
+    mine = client.get(f"/orders/{order_id}/payment", headers=token_for(customer)).json
+    assert mine["status"] == "REQUIRES_ACTION"
+    assert mine["nextAction"] == {"type": "USE_STRIPE_SDK", "clientSecret": "pi_3ds_secret_abc"}
+    seen_by_admin = client.get(f"/orders/{order_id}/payment", headers=token_for(admin)).json
+    assert seen_by_admin["status"] == "REQUIRES_ACTION" and seen_by_admin["nextAction"] is None
+    assert "pi_3ds_secret_abc" not in client.get(f"/orders/{order_id}", headers=token_for(admin)).get_data(
+        as_text=True
+    )

@@ -103,7 +103,6 @@ def test_a_malformed_answer_is_a_gateway_error_not_a_crash(fake, status, body, c
         {"amount": None},
         {"amount": "1250"},
         {"currency": "eur"},
-        {"status": "processing"},
         {"status": None},
         {"id": None},
         {"metadata": {"paymentId": str(uuid.uuid4())}},
@@ -113,7 +112,6 @@ def test_a_malformed_answer_is_a_gateway_error_not_a_crash(fake, status, body, c
         "no-amount",
         "string-amount",
         "other-currency",
-        "processing",
         "no-status",
         "no-id",
         "other-payment",
@@ -123,3 +121,9 @@ def test_a_success_that_does_not_match_the_request_is_not_taken_as_paid(fake, fi
     fake.body = intent(**fields)
     with pytest.raises(GatewayError):
         charge(fake)
+
+
+def test_a_processing_answer_is_not_taken_as_paid(fake):
+    """Release 2: ``processing`` is an answer of its own (PROCESSING), never a success."""
+    fake.body = intent(status="processing")
+    assert charge(fake).status == "processing"

@@ -6,7 +6,12 @@ import pytest
 import app.config as config_module
 from app.config import ConfigError, Settings, development_secret_key, normalise_database_url
 
-PROD = {"APP_ENV": "production", "SECRET_KEY": "k" * 40, "METRICS_TOKEN": "m" * 20}
+PROD = {
+    "APP_ENV": "production",
+    "SECRET_KEY": "k" * 40,
+    "METRICS_TOKEN": "m" * 20,
+    "STRIPE_WEBHOOK_SECRET": "whsec_" + "w" * 24,
+}
 
 
 @pytest.fixture(autouse=True)
@@ -130,6 +135,26 @@ def test_a_short_key_is_refused():
 def test_production_refuses_to_start_without_a_metrics_token():
     with pytest.raises(ConfigError, match="METRICS_TOKEN"):
         Settings.from_env({**PROD, "METRICS_TOKEN": ""})
+
+
+def test_production_refuses_to_start_without_a_webhook_secret():
+    with pytest.raises(ConfigError, match="STRIPE_WEBHOOK_SECRET"):
+        Settings.from_env({**PROD, "STRIPE_WEBHOOK_SECRET": ""})
+    assert Settings.from_env(PROD).STRIPE_WEBHOOK_SECRET == "whsec_" + "w" * 24
+    # Elsewhere the sandbox's secret is the default.
+    assert Settings.from_env({"SECRET_KEY": "k" * 40}).STRIPE_WEBHOOK_SECRET == "whsec_sandbox"
+
+
+def test_the_payment_retry_window_defaults_to_15_minutes_and_may_be_0():
+    assert Settings.from_env({"SECRET_KEY": "k" * 40}).PAYMENT_RETRY_WINDOW_SECONDS == 900
+    assert (
+        Settings.from_env(
+            {"SECRET_KEY": "k" * 40, "PAYMENT_RETRY_WINDOW_SECONDS": "0"}
+        ).PAYMENT_RETRY_WINDOW_SECONDS
+        == 0
+    )
+    with pytest.raises(ConfigError):
+        Settings.from_env({"SECRET_KEY": "k" * 40, "PAYMENT_RETRY_WINDOW_SECONDS": "-1"})
 
 
 def test_new_security_settings_have_the_spec_defaults():
