@@ -13,6 +13,7 @@ from flask_smorest import Blueprint
 from app.api.idempotency import IDEMPOTENCY_DOC, idempotent, replayed
 from app.api.schemas import MAX_MONEY, Money, PageArgsSchema, StrictSchema, page_body, page_of
 from app.api.security import authenticated, current_actor, subject_or_address
+from app.api.users import AddressSchema
 from app.domain.errors import ValidationFailed
 from app.domain.orders import ORDER_STATUSES, Order, OrderStatusChange
 from app.domain.payments import CREDIT_CARD, PAYMENT_METHODS
@@ -54,6 +55,14 @@ class OrderItemSchema(ma.Schema):
     quantity = ma.fields.Integer(required=True)
     price = Money(attribute="unit_price", required=True, metadata={"description": "Unit price when ordered"})
     subtotal = Money(attribute="line_total", required=True)
+    quantityShipped = ma.fields.Integer(
+        attribute="quantity_shipped", required=True, metadata={"description": "Units that left in shipments"}
+    )
+    quantityReturned = ma.fields.Integer(
+        attribute="quantity_returned",
+        required=True,
+        metadata={"description": "Units of RECEIVED and REFUNDED returns"},
+    )
 
 
 class OrderPaymentSchema(ma.Schema):
@@ -76,6 +85,29 @@ class OrderSchema(ma.Schema):
     cancelReason = ma.fields.String(
         attribute="cancel_reason", allow_none=True, required=True, metadata={"enum_component": "CancelReason"}
     )
+    shippingAddress = ma.fields.Nested(
+        AddressSchema,
+        attribute="shipping_address",
+        allow_none=True,
+        required=True,
+        metadata={
+            "description": "A snapshot taken at checkout (null only for orders placed before release 2)"
+        },
+    )
+    fulfillmentStatus = ma.fields.String(
+        attribute="fulfillment_status",
+        required=True,
+        metadata={
+            "enum_component": "FulfillmentStatus",
+            "description": "SHIPPED: every unit shipped; DELIVERED: every shipment delivered",
+        },
+    )
+    allowedTransitions = ma.fields.List(
+        ma.fields.String(metadata={"enum_component": "OrderStatus"}),
+        attribute="allowed_transitions",
+        required=True,
+        metadata={"description": "The statuses other than the current one that the caller may PUT now"},
+    )
 
 
 class OrderCreateSchema(StrictSchema):
@@ -93,6 +125,10 @@ class OrderCreateSchema(StrictSchema):
             "PAYMENT_DEFAULT_TOKEN, required where that is empty (production)",
             "example": "pm_card_visa",
         },
+    )
+    shippingAddress = ma.fields.Nested(
+        AddressSchema,
+        metadata={"description": "Where the order goes; default: the user's profile address (neither → 422)"},
     )
     expectedTotal = Money(
         validate=ma.validate.Range(min=0, max=MAX_MONEY),
@@ -201,8 +237,8 @@ class Orders(MethodView):
     @blp.alt_response(
         422,
         response="UNPROCESSABLE_ENTITY",
-        description="Invalid body, empty cart, missing paymentToken (production), invalid "
-        "Idempotency-Key or the key reused with a different body",
+        description="Invalid body, empty cart, no shippingAddress and no profile address, missing "
+        "paymentToken (production), invalid Idempotency-Key or the key reused with a different body",
     )
     @blp.alt_response(
         503,
@@ -233,6 +269,7 @@ class Orders(MethodView):
                 payment_method=data["paymentMethod"],
                 payment_token=token,
                 expected_total=data.get("expectedTotal"),
+                shipping_address=data.get("shippingAddress"),
             ),
             currency=current_app.config["CURRENCY"],
             feature_ttl=float(current_app.config["FEATURE_CACHE_SECONDS"]),
@@ -280,12 +317,14 @@ class OrderById(MethodView):
     @blp.alt_response(
         409,
         response="CONFLICT",
-        description="A transition the table does not allow (or SHIPPED before the payment is "
-        "COMPLETED), or a body version that does not match (currentVersion)",
+        description="A transition the table does not allow (SHIPPED before the payment is "
+        "COMPLETED; CANCELLED once part of the order has shipped), or a body version that does not "
+        "match (currentVersion)",
     )
     @blp.alt_response(412, response="PRECONDITION_FAILED", description="If-Match does not match the version")
     def put(self, data: dict[str, Any], order_id: uuid.UUID) -> Order:
-        """Change the status (the current status again: 200, nothing changes)."""
+        """Change the status (the current status again: 200, nothing changes). SHIPPED ships every
+        remaining unit as one shipment without tracking; DELIVERED delivers every shipment."""
         return service.update_status(
             current_actor(),
             order_id,

@@ -20,6 +20,7 @@ def register_blueprints(api: Api) -> None:
         payments,
         products,
         reconciliations,
+        shipments,
         users,
     )
 
@@ -29,5 +30,5 @@ def register_blueprints(api: Api) -> None:
         api.register_blueprint(blueprint)
     for blueprint in (carts.blp, orders.blp):
         api.register_blueprint(blueprint)
-    for blueprint in (payments.blp,):
+    for blueprint in (payments.blp, shipments.blp):
         api.register_blueprint(blueprint)

@@ -201,7 +201,7 @@ def deliver(
 
 def deliver_all(
     order: Order, shipments: Sequence[Shipment], *, actor: Actor, now: datetime
-) -> OrderStatusChange | None:
+) -> OrderStatusChange:
     """``PUT /orders/{id}`` DELIVERED on a SHIPPED order: every shipment delivered, the order with them.
 
     (An order shipped before shipments existed has none: it is simply DELIVERED.)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from app.domain import events
 from app.services.dispatch import Handler
-from app.services.notifications import notify_customer
+from app.services.notifications import notify_admins, notify_customer
 from app.services.payments import on_order_cancelled, on_order_placed, on_refund_requested
 
 EVENT_HANDLERS: dict[type[events.Event], list[Handler]] = {
@@ -21,4 +21,8 @@ EVENT_HANDLERS: dict[type[events.Event], list[Handler]] = {
     events.OrderCancelled: [on_order_cancelled, notify_customer],
     events.PaymentRefunded: [notify_customer],
     events.RefundRequested: [on_refund_requested],
+    events.ReturnRequested: [notify_customer],
+    events.ReturnReceived: [notify_customer],
+    events.ReturnRefunded: [notify_customer],
+    events.ProductLowStock: [notify_admins],
 }

@@ -25,7 +25,16 @@ from app.adapters.queue import DELIVER_NOTIFICATION, BrokerUnavailable, send_tas
 from app.domain.actors import Actor
 from app.domain.base import new_id, utcnow
 from app.domain.errors import Conflict, NotFound
-from app.domain.events import Event, OrderCancelled, PaymentFailed
+from app.domain.events import (
+    Event,
+    OrderCancelled,
+    OrderShipped,
+    PaymentFailed,
+    ProductLowStock,
+    ReturnReceived,
+    ReturnRefunded,
+    ReturnRequested,
+)
 from app.domain.notifications import (
     CHANNEL_EMAIL,
     N_FAILED,
@@ -37,7 +46,7 @@ from app.domain.notifications import (
 )
 from app.domain.payments import COMPLETED, REFUNDED
 from app.log import get_logger
-from app.repositories.notifications import OrderFacts
+from app.repositories.notifications import NotificationRepository, OrderFacts
 from app.services.dispatch import EventContext
 from app.services.unit_of_work import ReadOnlyUnitOfWork, UnitOfWork
 
@@ -70,13 +79,45 @@ def notify_customer(event: Event, context: EventContext) -> None:
         send_task(DELIVER_NOTIFICATION, [to_deliver], request_id=context.request_id)
 
 
-def record_notification(uow: UnitOfWork, event: Event, event_id: int) -> Notification | None:
-    """Create the notification of ``event`` unless it exists; returns it (None: no such user)."""
+# An event for the admins (``ProductLowStock``) becomes one notification per admin. Notifications
+# are unique per (event_id, channel), so each admin's gets its own key, derived from the outbox id:
+# ``-(outbox id * ADMIN_KEYS + the admin's rank by id)`` (negative: never an outbox id). A redelivered
+# event finds them again; an admin created between two deliveries of one event may shift the ranks,
+# at worst one duplicate e-mail.
+ADMIN_KEYS = 10_000
+
+
+def admin_event_id(event_id: int, rank: int) -> int:
+    return -(event_id * ADMIN_KEYS + rank)
+
+
+def notify_admins(event: Event, context: EventContext) -> None:
+    """Handler: one e-mail notification per admin (idempotent), then queue their deliveries."""
+    to_deliver: list[str] = []
+    with UnitOfWork(relay_after_commit=False) as uow:
+        for rank, admin_id in enumerate(uow.notifications.admin_ids()[: ADMIN_KEYS - 1]):
+            notification = record_notification(
+                uow, event, admin_event_id(context.event_id, rank), user_id=admin_id
+            )
+            if notification is not None and notification.deliverable:
+                to_deliver.append(str(notification.id))
+        uow.commit()
+    for notification_id in to_deliver:
+        send_task(DELIVER_NOTIFICATION, [notification_id], request_id=context.request_id)
+
+
+def record_notification(
+    uow: UnitOfWork, event: Event, event_id: int, *, user_id: uuid.UUID | None = None
+) -> Notification | None:
+    """Create the notification of ``event`` unless it exists; returns it (None: no such user).
+
+    The recipient is the event's user, or ``user_id`` when given (an admin)."""
     repo = uow.notifications
     existing = repo.find_by_event(event_id, CHANNEL_EMAIL)
     if existing is not None:
         return existing
-    user_id = uuid.UUID(str(event.user_id))  # type: ignore[attr-defined]
+    if user_id is None:
+        user_id = uuid.UUID(str(event.user_id))  # type: ignore[attr-defined]
     user = repo.user(user_id)
     if user is None:
         log.warning("notification_without_user", notification_event=event.name, user_id=str(user_id))
@@ -84,7 +125,10 @@ def record_notification(uow: UnitOfWork, event: Event, event_id: int) -> Notific
     order_id_raw = getattr(event, "order_id", None)
     order_id = uuid.UUID(str(order_id_raw)) if order_id_raw else None
     facts = repo.order_facts(order_id) if order_id else None
-    rendered = render_email(event.name, _template_context(event, user.name, facts))
+    context = _template_context(event, user.name, facts)
+    if isinstance(event, OrderShipped):
+        context["shipment"] = _shipment_context(repo, event, facts)
+    rendered = render_email(event.name, context)
     now = utcnow()
     recipient = user.email if user.deleted_at is None else None
     values: dict[str, Any] = {
@@ -130,7 +174,37 @@ def _template_context(event: Event, name: str | None, facts: OrderFacts | None) 
     reason = None
     if isinstance(event, OrderCancelled | PaymentFailed):
         reason = event.reason
-    return {"name": name, "order": order, "reason": reason, "payment_refund_pending": refund_pending}
+    context: dict[str, Any] = {
+        "name": name,
+        "order": order,
+        "reason": reason,
+        "payment_refund_pending": refund_pending,
+    }
+    if isinstance(event, ReturnRequested | ReturnReceived | ReturnRefunded):
+        context["ret"] = {"id": event.return_id, "refund_amount": _money(Decimal(event.refund_amount))}
+    if isinstance(event, ProductLowStock):
+        context["product"] = {
+            "id": event.product_id,
+            "name": event.product_name,
+            "stock": event.stock,
+            "threshold": event.low_stock_threshold,
+        }
+    return context
+
+
+def _shipment_context(
+    repo: NotificationRepository, event: OrderShipped, facts: OrderFacts | None
+) -> dict[str, Any]:
+    """Carrier and tracking, and the lines of the shipment when it is only part of the order."""
+    lines = repo.shipment_lines(uuid.UUID(event.shipment_id)) if event.shipment_id else []
+    ordered = sum(item.quantity for item in facts.items) if facts is not None else 0
+    partial = bool(lines) and sum(quantity for _, quantity in lines) < ordered
+    return {
+        "carrier": event.carrier,
+        "tracking_number": event.tracking_number,
+        "tracking_url": event.tracking_url,
+        "lines": [{"name": name, "quantity": quantity} for name, quantity in lines] if partial else [],
+    }
 
 
 # ---- delivery ----------------------------------------------------------------------------------

@@ -33,6 +33,7 @@ from app.log import current_request_id, get_logger
 from app.repositories.carts import CartRepository
 from app.repositories.catalogue import ProductRepository, StockLedgerRepository
 from app.repositories.features import FeatureRepository
+from app.repositories.fulfilment import ReturnRepository, ShipmentRepository
 from app.repositories.notifications import NotificationRepository
 from app.repositories.orders import IdempotencyRepository, OrderRepository
 from app.repositories.outbox import OutboxRepository
@@ -74,6 +75,14 @@ class _Repositories:
     @cached_property
     def carts(self) -> CartRepository:
         return CartRepository(self.session)
+
+    @cached_property
+    def shipments(self) -> ShipmentRepository:
+        return ShipmentRepository(self.session)
+
+    @cached_property
+    def returns(self) -> ReturnRepository:
+        return ReturnRepository(self.session)
 
     @cached_property
     def payments(self) -> PaymentRepository:

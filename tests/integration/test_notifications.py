@@ -91,6 +91,9 @@ def test_every_customer_facing_event_has_the_notification_handler():
         "OrderDelivered",
         "OrderCancelled",
         "PaymentRefunded",
+        "ReturnRequested",
+        "ReturnReceived",
+        "ReturnRefunded",
     }
     for event_type, handlers in EVENT_HANDLERS.items():
         assert (notify_customer in handlers) == (event_type.__name__ in customer_events)
