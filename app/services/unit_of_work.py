@@ -162,11 +162,19 @@ class UnitOfWork(_Repositories):
     def _collect_events(self) -> list[Event]:
         events = list(self._events)
         self._events.clear()
-        if "orders" in self.__dict__:  # only the aggregates a repository handed out record events
-            for aggregate in self.orders.seen:
-                events.extend(aggregate.events)
-                aggregate.events.clear()
+        for aggregate in self._aggregates():
+            events.extend(aggregate.events)
+            aggregate.events.clear()
         return events
+
+    def _aggregates(self) -> list[Any]:
+        """Only the aggregates a repository handed out record events: orders, and products (low stock)."""
+        seen: list[Any] = []
+        if "orders" in self.__dict__:
+            seen.extend(self.orders.seen)
+        if "products" in self.__dict__:
+            seen.extend(self.products.seen)
+        return seen
 
     def commit(self) -> None:
         events = self._collect_events()
@@ -199,9 +207,8 @@ class UnitOfWork(_Repositories):
 
     def rollback(self) -> None:
         self._events.clear()
-        if "orders" in self.__dict__:
-            for aggregate in self.orders.seen:
-                aggregate.events.clear()
+        for aggregate in self._aggregates():
+            aggregate.events.clear()
         self.session.rollback()
 
 
