@@ -39,7 +39,7 @@ ENUM_COMPONENTS: dict[str, tuple[str, ...]] = {
     "ShipmentStatus": fulfilment.SHIPMENT_STATUSES,
     "ReturnStatus": returns.RETURN_STATUSES,
     "ReturnReason": returns.RETURN_REASONS,
-    "ReturnDecision": returns.RETURN_DECISIONS,
+    "ReturnDecisionStatus": returns.RETURN_DECISIONS,
 }
 
 

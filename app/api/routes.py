@@ -20,6 +20,7 @@ def register_blueprints(api: Api) -> None:
         payments,
         products,
         reconciliations,
+        returns,
         shipments,
         users,
     )
@@ -30,5 +31,5 @@ def register_blueprints(api: Api) -> None:
         api.register_blueprint(blueprint)
     for blueprint in (carts.blp, orders.blp):
         api.register_blueprint(blueprint)
-    for blueprint in (payments.blp, shipments.blp):
+    for blueprint in (payments.blp, shipments.blp, returns.blp):
         api.register_blueprint(blueprint)

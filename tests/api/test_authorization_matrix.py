@@ -189,6 +189,7 @@ EXPECTED: list[Row] = [
         lambda w: {"items": [{"productId": str(w.product_id), "quantity": 1}], "reason": "DAMAGED"},
     ),
     Row("GET", "/orders/{fulfilledOrderId}/returns", SELF_OR_ADMIN_READ),
+    Row("GET", "/orders/{fulfilledOrderId}/returns/{returnId}", SELF_OR_ADMIN_READ),
     Row("PUT", "/orders/{fulfilledOrderId}/returns/{returnId}", ADMIN_ONLY, lambda w: {"status": "RECEIVED"}),
     # Administration
     Row("POST", "/admin/notifications/{notificationId}/retry", (401, 403, 403, 202)),
