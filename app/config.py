@@ -129,6 +129,8 @@ class Settings:
     MAIL_FROM: str = "OMS <no-reply@oms.local>"
     STRIPE_API_KEY: str = "sk_test_sandbox"
     STRIPE_API_BASE: str = "http://127.0.0.1:12111"
+    # Verifies POST /webhooks/stripe (`stripe listen` prints one; the dashboard shows the endpoint's).
+    STRIPE_WEBHOOK_SECRET: str = "whsec_sandbox"  # noqa: S105 (the sandbox's public test secret)
     PAYMENT_MAX_ATTEMPTS: int = 8
     PAYMENT_BACKOFF_SECONDS: float = 2.0
     PAYMENT_PENDING_TIMEOUT_SECONDS: int = 900
@@ -229,6 +231,7 @@ class Settings:
             MAIL_FROM=env.get("MAIL_FROM") or cls.MAIL_FROM,
             STRIPE_API_KEY=env.get("STRIPE_API_KEY") or cls.STRIPE_API_KEY,
             STRIPE_API_BASE=(env.get("STRIPE_API_BASE") or cls.STRIPE_API_BASE).rstrip("/"),
+            STRIPE_WEBHOOK_SECRET=env.get("STRIPE_WEBHOOK_SECRET") or cls.STRIPE_WEBHOOK_SECRET,
             PAYMENT_MAX_ATTEMPTS=_int(env, "PAYMENT_MAX_ATTEMPTS", cls.PAYMENT_MAX_ATTEMPTS, 1),
             PAYMENT_BACKOFF_SECONDS=_float(env, "PAYMENT_BACKOFF_SECONDS", cls.PAYMENT_BACKOFF_SECONDS),
             PAYMENT_PENDING_TIMEOUT_SECONDS=_int(

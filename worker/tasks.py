@@ -81,11 +81,13 @@ def charge_payment(self, payment_id: str) -> str:  # type: ignore[no-untyped-def
 
 
 @shared_task(name=queue.REFUND_PAYMENT, acks_late=True, bind=True, max_retries=None)
-def refund_payment(self, payment_id: str) -> str:  # type: ignore[no-untyped-def]
-    """Refund one payment (once: under the key ``refund-<paymentId>``)."""
+def refund_payment(self, payment_id: str, refund_id: str | None = None) -> str:  # type: ignore[no-untyped-def]
+    """Send one refund (under its key ``refund-<refundId>``), or refund the rest of a cancelled
+    order's payment; a pending one is asked about again."""
     config = current_app.config
     outcome = payments.refund_payment(
         uuid.UUID(payment_id),
+        refund_id=uuid.UUID(refund_id) if refund_id else None,
         gateway=StripeGateway.from_config(config),
         attempt=self.request.retries + 1,
         max_attempts=int(config["PAYMENT_MAX_ATTEMPTS"]),

@@ -1,9 +1,11 @@
 """The payment gateway: Stripe through its official library, behind a shared circuit breaker.
 
-A charge creates and confirms a PaymentIntent in one call, with ``Idempotency-Key = paymentId``:
-however often a task retries or is redelivered, Stripe (or the sandbox) charges once and replays
-the first answer. Refunds use their own key (``refund-<paymentId>``). Stripe's errors become
-three kinds that the services can act on:
+A charge first creates a PaymentIntent (``Idempotency-Key = intent-<paymentId>``), which the
+worker stores, then confirms it (``confirm-<paymentId>``): however often a task retries or is
+redelivered, Stripe (or the sandbox) charges once and replays the first answer. A void cancels the
+stored intent, so a confirm still in flight is refused, or, if it won the race, is refunded.
+Refunds use their own key (``refund-<paymentId>``). Stripe's errors become three kinds that the
+services can act on:
 
 - ``PaymentDeclined``: the card was declined (HTTP 402, ``card_error``); final.
 - ``GatewayUnavailable``: connection errors, timeouts, 5xx, 429, an open circuit, or our own
@@ -28,6 +30,7 @@ import pybreaker
 import stripe
 
 from app.adapters.breakers import SharedCircuitBreaker
+from app.domain.errors import BadSignature
 from app.log import get_logger
 
 log = get_logger(__name__)
@@ -48,6 +51,12 @@ def to_minor_units(amount: Decimal, currency: str) -> int:
     """``Decimal("12.34"), "USD"`` → ``1234``: Stripe's integer amount in the smallest unit."""
     exponent = Decimal(1) if currency.lower() in ZERO_DECIMAL_CURRENCIES else Decimal(100)
     return int((amount * exponent).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+
+
+def from_minor_units(amount: int, currency: str) -> Decimal:
+    """``1234, "USD"`` → ``Decimal("12.34")``."""
+    exponent = Decimal(1) if currency.lower() in ZERO_DECIMAL_CURRENCIES else Decimal(100)
+    return (Decimal(amount) / exponent).quantize(Decimal("0.01"))
 
 
 GATEWAY_BREAKER = "payment-gateway"
@@ -104,18 +113,35 @@ class RefundResult:
     reference: str  # the Refund id
     amount: int
     replayed: bool
+    status: str = "succeeded"  # Stripe's: pending | requires_action | succeeded | failed | canceled
+    failure_reason: str | None = None
 
 
 class PaymentGateway(Protocol):
     """What the payment services need from a gateway."""
 
-    def charge(
-        self, payment_id: uuid.UUID, order_id: uuid.UUID, amount: Decimal, currency: str, payment_method: str
+    def create_intent(
+        self, payment_id: uuid.UUID, order_id: uuid.UUID, amount: Decimal, currency: str
+    ) -> str: ...
+
+    def confirm_intent(
+        self, payment_id: uuid.UUID, intent_id: str, amount: Decimal, currency: str, payment_method: str
     ) -> ChargeResult: ...
 
+    def void_intent(self, intent_id: str) -> ChargeResult | None: ...
+
     def refund(
-        self, payment_id: uuid.UUID, gateway_reference: str, amount: Decimal, currency: str
+        self,
+        payment_id: uuid.UUID,
+        gateway_reference: str,
+        amount: Decimal,
+        currency: str,
+        *,
+        refund_id: uuid.UUID | None = None,
+        metadata: Mapping[str, str] | None = None,
     ) -> RefundResult: ...
+
+    def get_refund(self, reference: str) -> RefundResult: ...
 
     def find_charge(self, payment_id: uuid.UUID, created_after: datetime) -> ChargeResult | None: ...
 
@@ -165,15 +191,14 @@ class StripeGateway:
                 gateway = _gateways[key] = cls(api_key, api_base, timeout=timeout, breaker=breaker)
             return gateway
 
-    def charge(
-        self, payment_id: uuid.UUID, order_id: uuid.UUID, amount: Decimal, currency: str, payment_method: str
-    ) -> ChargeResult:
-        """Create and confirm a PaymentIntent; the same payment always sends the same request."""
+    def create_intent(
+        self, payment_id: uuid.UUID, order_id: uuid.UUID, amount: Decimal, currency: str
+    ) -> str:
+        """Create (not confirm) the payment's PaymentIntent; its id. Under the key
+        ``intent-<paymentId>``, so a retried creation returns the same intent."""
         params: dict[str, Any] = {
             "amount": to_minor_units(amount, currency),
             "currency": currency.lower(),
-            "payment_method": payment_method,
-            "confirm": True,
             # Charged by the worker, with no customer present: no redirect-based methods.
             "automatic_payment_methods": {"enabled": True, "allow_redirects": "never"},
             "metadata": {"paymentId": str(payment_id), "orderId": str(order_id)},
@@ -181,11 +206,40 @@ class StripeGateway:
         intent = self._call(
             lambda: self.client.v1.payment_intents.create(
                 params,  # type: ignore[arg-type]
-                {"idempotency_key": str(payment_id)},
+                {"idempotency_key": f"intent-{payment_id}"},
             )
         )
+        intent_id = getattr(intent, "id", None)
+        if not isinstance(intent_id, str) or not intent_id:
+            raise GatewayUnavailable("the gateway's answer is not a PaymentIntent", code="malformed_answer")
+        log.info("gateway_intent_created", payment_id=str(payment_id), intent=intent_id)
+        return intent_id
+
+    def confirm_intent(
+        self, payment_id: uuid.UUID, intent_id: str, amount: Decimal, currency: str, payment_method: str
+    ) -> ChargeResult:
+        """Confirm the stored PaymentIntent with the customer's method, under ``confirm-<paymentId>``
+        (a retried confirm replays the first answer). Refused by the gateway once it was cancelled."""
+        params: dict[str, Any] = {"payment_method": payment_method}
+        intent = self._call(
+            lambda: self.client.v1.payment_intents.confirm(
+                intent_id,
+                params,  # type: ignore[arg-type]
+                {"idempotency_key": f"confirm-{payment_id}"},
+            )
+        )
+        return self._charged(intent, payment_id, amount, currency)
+
+    def charge(
+        self, payment_id: uuid.UUID, order_id: uuid.UUID, amount: Decimal, currency: str, payment_method: str
+    ) -> ChargeResult:
+        """Create then confirm the payment's PaymentIntent (both steps idempotent)."""
+        intent_id = self.create_intent(payment_id, order_id, amount, currency)
+        return self.confirm_intent(payment_id, intent_id, amount, currency, payment_method)
+
+    def _charged(self, intent: Any, payment_id: uuid.UUID, amount: Decimal, currency: str) -> ChargeResult:
         replayed = _replayed(intent)
-        _check_intent(intent, payment_id, params["amount"], params["currency"])
+        _check_intent(intent, payment_id, to_minor_units(amount, currency), currency.lower())
         if intent.status != "succeeded":
             # e.g. requires_action (3-D Secure): nobody is there to authenticate, so it is a decline.
             raise PaymentDeclined(
@@ -198,39 +252,87 @@ class StripeGateway:
         log.info("gateway_charged", payment_id=str(payment_id), reference=intent.id, replayed=replayed)
         return ChargeResult(intent.id, charge_id, intent.amount, intent.currency, replayed)
 
+    def void_intent(self, intent_id: str) -> ChargeResult | None:
+        """Cancel a PaymentIntent: None when no money was (or will be) taken for it; the charge when
+        a confirm won the race (a succeeded intent cannot be cancelled: refund it). Safe to repeat."""
+        try:
+            self._call(
+                lambda: self.client.v1.payment_intents.cancel(
+                    intent_id,
+                    {"cancellation_reason": "abandoned"},
+                    {"idempotency_key": f"cancel-{intent_id}"},
+                )
+            )
+            log.info("gateway_intent_cancelled", intent=intent_id)
+            return None
+        except GatewayRejected as exc:
+            if exc.code != "payment_intent_unexpected_state":
+                raise
+        intent = self._call(lambda: self.client.v1.payment_intents.retrieve(intent_id))
+        if intent.status == "canceled":
+            return None
+        if intent.status != "succeeded":
+            raise GatewayUnavailable(
+                f"the payment intent is {intent.status}, neither cancelled nor charged",
+                code="intent_unsettled",
+            )
+        latest = intent.latest_charge
+        charge_id = latest if isinstance(latest, str) or latest is None else latest.id
+        return ChargeResult(intent.id, charge_id, intent.amount, intent.currency, replayed=True)
+
     def refund(
-        self, payment_id: uuid.UUID, gateway_reference: str, amount: Decimal, currency: str
+        self,
+        payment_id: uuid.UUID,
+        gateway_reference: str,
+        amount: Decimal,
+        currency: str,
+        *,
+        refund_id: uuid.UUID | None = None,
+        metadata: Mapping[str, str] | None = None,
     ) -> RefundResult:
-        """Refund a charge in full, under the key ``refund-<paymentId>`` (one refund per payment)."""
+        """Refund ``amount`` of a charge under the refund's own key ``refund-<refundId>`` (without
+        a refund id: ``refund-<paymentId>``, one refund per payment). The answer carries the
+        refund's status: ``pending`` ones are settled later (webhook or poll)."""
+        meta = {"paymentId": str(payment_id), **({"refundId": str(refund_id)} if refund_id else {})}
         params: dict[str, Any] = {
             "payment_intent": gateway_reference,
             "amount": to_minor_units(amount, currency),
-            "metadata": {"paymentId": str(payment_id)},
+            "metadata": {**meta, **(metadata or {})},
         }
+        key = f"refund-{refund_id or payment_id}"
         refund = self._call(
             lambda: self.client.v1.refunds.create(
                 params,  # type: ignore[arg-type]
-                {"idempotency_key": f"refund-{payment_id}"},
+                {"idempotency_key": key},
             )
         )
-        log.info("gateway_refunded", payment_id=str(payment_id), reference=refund.id)
-        return RefundResult(refund.id, refund.amount, _replayed(refund))
+        result = _refund_result(refund)
+        log.info(
+            "gateway_refunded", payment_id=str(payment_id), reference=result.reference, status=result.status
+        )
+        return result
+
+    def get_refund(self, reference: str) -> RefundResult:
+        """The refund as the gateway has it now (the sweep polls pending ones)."""
+        return _refund_result(self._call(lambda: self.client.v1.refunds.retrieve(reference)))
 
     def find_charge(self, payment_id: uuid.UUID, created_after: datetime) -> ChargeResult | None:
-        """The successful charge made for this payment, if any, found by its ``paymentId`` metadata.
-
-        For a payment whose charge attempt never got an answer: the list of PaymentIntents is
-        read (strongly consistent, unlike search), newest first, back to just before the payment
-        was created.
+        """The successful charge made for this payment, if any, found by its ``paymentId`` metadata
+        through the gateway's search (``metadata['paymentId']:'…' AND status:'succeeded'``), not a
+        scan of every PaymentIntent. Search is eventually consistent (Stripe: under a minute); the
+        lookup runs ``LOOKUP_DELAY_SECONDS`` after the void, well past that. ``created_after``
+        bounds what may match: an intent older than the payment (minus clock skew) is not its own.
         """
         since = int(created_after.timestamp()) - LOOKUP_CLOCK_SKEW_SECONDS
+        query = f"metadata['paymentId']:'{payment_id}' AND status:'succeeded'"
 
         def search() -> Any:
-            intents = self.client.v1.payment_intents.list({"limit": 100, "created": {"gte": since}})
-            for intent in intents.auto_paging_iter():
+            found = self.client.v1.payment_intents.search({"query": query, "limit": 10})
+            for intent in found.data:
                 metadata = intent.metadata
                 if (
                     intent.status == "succeeded"
+                    and intent.created >= since
                     and metadata
                     and metadata.to_dict().get("paymentId") == str(payment_id)
                 ):
@@ -295,6 +397,50 @@ def _check_intent(intent: Any, payment_id: uuid.UUID, amount: int, currency: str
             f"{field('currency')!r} for payment {asked_for!r}",
             code="unexpected_answer",
         )
+
+
+WEBHOOK_TOLERANCE_SECONDS = 300  # an older signature is stale (a replay), as Stripe's own default
+
+
+def verify_webhook(payload: bytes, signature: str | None, secret: str) -> dict[str, Any]:
+    """A webhook's event, verified with Stripe's own helper (``Stripe-Signature``: HMAC-SHA256 of
+    ``<timestamp>.<payload>`` under the endpoint secret, at most 5 minutes old); raises
+    ``BadSignature`` for a missing, wrong or stale signature or a body that is not an event."""
+    if not signature:
+        raise BadSignature("The Stripe-Signature header is missing")
+    try:
+        event = stripe.Webhook.construct_event(
+            payload.decode("utf-8"), signature, secret, tolerance=WEBHOOK_TOLERANCE_SECONDS
+        )
+    except stripe.SignatureVerificationError as exc:
+        raise BadSignature("The Stripe-Signature header does not verify (wrong or stale)") from exc
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadSignature("The body is not a gateway event") from exc
+    body = event.to_dict()
+    data = body.get("data")
+    obj = data.get("object") if isinstance(data, dict) else None
+    if (
+        not isinstance(body.get("id"), str)
+        or not isinstance(body.get("type"), str)
+        or not isinstance(obj, dict)
+    ):
+        raise BadSignature("The body is not a gateway event")
+    return body
+
+
+def _refund_result(refund: Any) -> RefundResult:
+    reference = getattr(refund, "id", None)
+    status = getattr(refund, "status", None)
+    if not isinstance(reference, str) or not isinstance(status, str):
+        raise GatewayUnavailable("the gateway's answer is not a Refund", code="malformed_answer")
+    failure = getattr(refund, "failure_reason", None)
+    return RefundResult(
+        reference,
+        int(getattr(refund, "amount", 0) or 0),
+        _replayed(refund),
+        status=status,
+        failure_reason=failure if isinstance(failure, str) else None,
+    )
 
 
 def _replayed(obj: Any) -> bool:

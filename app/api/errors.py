@@ -22,6 +22,7 @@ log = get_logger(__name__)
 
 # Domain error class → HTTP status; the most specific class wins (MRO order).
 STATUS_BY_ERROR: dict[type[d.DomainError], int] = {
+    d.BadSignature: 400,
     d.NotFound: 404,
     d.Unauthorized: 401,
     d.Forbidden: 403,

@@ -30,6 +30,7 @@ ENUM_COMPONENTS: dict[str, tuple[str, ...]] = {
         orders.PAYMENT_REFUNDED,
     ),
     "PaymentStatus": payments.PAYMENT_STATUSES,
+    "RefundStatus": tuple(payments.RefundStatus),
     "PaymentMethod": payments.PAYMENT_METHODS,
     "NotificationStatus": (notifications.N_PENDING, notifications.N_SENT, notifications.N_FAILED),
     "StockMovementReason": catalogue.MOVEMENT_REASONS,

@@ -23,6 +23,7 @@ def register_blueprints(api: Api) -> None:
         returns,
         shipments,
         users,
+        webhooks,
     )
 
     for blueprint in (ops.blp, users.blp, auth.blp, products.blp):
@@ -31,5 +32,5 @@ def register_blueprints(api: Api) -> None:
         api.register_blueprint(blueprint)
     for blueprint in (carts.blp, orders.blp):
         api.register_blueprint(blueprint)
-    for blueprint in (payments.blp, shipments.blp, returns.blp):
+    for blueprint in (payments.blp, webhooks.blp, shipments.blp, returns.blp):
         api.register_blueprint(blueprint)

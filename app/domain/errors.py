@@ -105,6 +105,13 @@ class ValidationFailed(DomainError):
         super().__init__(detail, errors=errors or {})
 
 
+class BadSignature(DomainError):
+    """A webhook whose signature is missing, wrong or stale: 400, nothing changes."""
+
+    title = "Bad Request"
+    slug = "bad-signature"
+
+
 class ServiceUnavailable(DomainError):
     title = "Service Unavailable"
     slug = "service-unavailable"

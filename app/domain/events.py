@@ -94,11 +94,60 @@ class PaymentRefunded(Event):
 
 @dataclass(frozen=True)
 class RefundRequested(Event):
-    """Internal: a COMPLETED payment must be refunded through the gateway (queued by the worker)."""
+    """Internal: money taken must be given back through the gateway (queued by the worker).
+    ``refund_id`` names the refund to send; without it, everything still refundable is refunded
+    (a cancelled paid order, a voided payment charged after all)."""
 
     order_id: str
     user_id: str
     payment_id: str
+    refund_id: str | None = None
+
+
+@dataclass(frozen=True)
+class RefundSucceeded(Event):
+    """The gateway says a refund succeeded (the returns feature marks its return REFUNDED)."""
+
+    order_id: str
+    user_id: str
+    payment_id: str
+    refund_id: str
+    amount: str
+
+
+@dataclass(frozen=True)
+class RefundFailed(Event):
+    """The gateway failed a refund (possibly after it had succeeded): the admins are e-mailed."""
+
+    order_id: str
+    user_id: str
+    payment_id: str
+    refund_id: str
+    amount: str
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class PaymentPartiallyRefunded(Event):
+    """A refund succeeded and part of the payment is still kept (the customer is told)."""
+
+    order_id: str
+    user_id: str
+    payment_id: str
+    amount: str
+
+
+@dataclass(frozen=True)
+class AdminAlerted(Event):
+    """One admin is e-mailed about something that needs a person (``alert``: the event that
+    raised it, e.g. RefundFailed); one per admin, recorded by the handler of ``source_event_id``."""
+
+    user_id: str
+    order_id: str
+    payment_id: str
+    alert: str
+    detail: str
+    source_event_id: int
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ from app.domain.notifications import Notification
 from app.domain.operations import Feature, Reconciliation
 from app.domain.orders import IdempotencyKey, Order, OrderItem, OrderStatusChange
 from app.domain.outbox import OutboxMessage
-from app.domain.payments import Payment
+from app.domain.payments import GatewayEvent, Payment, Refund
 from app.domain.returns import Return, ReturnItem
 from app.domain.users import User
 
@@ -15,6 +15,7 @@ __all__ = [
     "Cart",
     "CartItem",
     "Feature",
+    "GatewayEvent",
     "IdempotencyKey",
     "Notification",
     "Order",
@@ -24,6 +25,7 @@ __all__ = [
     "Payment",
     "Product",
     "Reconciliation",
+    "Refund",
     "Return",
     "ReturnItem",
     "Shipment",

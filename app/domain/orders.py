@@ -267,7 +267,7 @@ class Order(Base):
                     else pay.VoidReason.ORDER_CANCELLED
                 )
                 payment.updated_at = now
-            elif payment.status == pay.COMPLETED:
+            elif payment.status in (pay.COMPLETED, pay.PARTIALLY_REFUNDED):
                 self.events.append(
                     RefundRequested(
                         order_id=str(self.id), user_id=str(self.user_id), payment_id=str(payment.id)
@@ -399,7 +399,8 @@ Guard = Callable[[Order], str | None]
 
 
 def _payment_completed(order: Order) -> str | None:
-    if order.payment is None or order.payment.status != pay.COMPLETED:
+    # A partly refunded payment was completed first: the rest of the order may still ship.
+    if order.payment is None or order.payment.status not in (pay.COMPLETED, pay.PARTIALLY_REFUNDED):
         return "An order can only be shipped once its payment is COMPLETED"
     return None
 

@@ -66,6 +66,7 @@ class Return(Base):
     __table_args__ = (
         CheckConstraint("status IN ('REQUESTED', 'RECEIVED', 'REFUNDED', 'REJECTED')", name="status"),
         Index("ix_returns_order_id_created_at", "order_id", "created_at"),
+        Index("ix_returns_refund_id", "refund_id"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=new_id)

@@ -140,6 +140,8 @@ def create_sandbox_app(store: Store | None = None) -> Flask:
             state.api_requests += 1
             faults = state.faults
             delay = faults.delay_ms / 1000.0
+            if request.path.endswith("/confirm"):
+                delay += faults.delay_confirm_ms / 1000.0
             injected = faults.fail_next > 0
             if injected:
                 faults.fail_next -= 1
@@ -277,13 +279,19 @@ def create_sandbox_app(store: Store | None = None) -> Flask:
     @app.post("/_sandbox/faults")
     def set_faults() -> Response:
         body = request.get_json(silent=True)
-        names = ("failNext", "status", "delayMs", "dropWebhooks")
+        names = ("failNext", "status", "delayMs", "delayConfirmMs", "dropWebhooks")
         if not isinstance(body, dict) or set(body) - set(names):
-            return _json(400, {"error": "expected {failNext?, status?, delayMs?, dropWebhooks?}"})
+            return _json(
+                400, {"error": "expected {failNext?, status?, delayMs?, delayConfirmMs?, dropWebhooks?}"}
+            )
         values = {k: body[k] for k in names if k in body}
         if any(not isinstance(v, int) or isinstance(v, bool) or v < 0 for v in values.values()):
             return _json(
-                400, {"error": "failNext, status, delayMs and dropWebhooks are non-negative integers"}
+                400,
+                {
+                    "error": "failNext, status, delayMs, delayConfirmMs and dropWebhooks are "
+                    "non-negative integers"
+                },
             )
         if "status" in values and not 400 <= values["status"] <= 599:
             return _json(400, {"error": "status must be an HTTP error status (400-599)"})
@@ -295,6 +303,8 @@ def create_sandbox_app(store: Store | None = None) -> Flask:
                 state.faults.status = values["status"]
             if "delayMs" in values:
                 state.faults.delay_ms = values["delayMs"]
+            if "delayConfirmMs" in values:
+                state.faults.delay_confirm_ms = values["delayConfirmMs"]
             if "dropWebhooks" in values:
                 state.faults.drop_webhooks = values["dropWebhooks"]
         return faults_view()
@@ -309,6 +319,7 @@ def create_sandbox_app(store: Store | None = None) -> Flask:
                     "failNext": f.fail_next,
                     "status": f.status,
                     "delayMs": f.delay_ms,
+                    "delayConfirmMs": f.delay_confirm_ms,
                     "served": f.served,
                     "dropWebhooks": f.drop_webhooks,
                 },
@@ -319,6 +330,7 @@ def create_sandbox_app(store: Store | None = None) -> Flask:
         with state.lock:
             served = state.faults.served
             state.faults.fail_next = state.faults.delay_ms = state.faults.drop_webhooks = 0
+            state.faults.delay_confirm_ms = 0
             state.faults.status = 503
             state.faults.served = served
         return faults_view()

@@ -197,6 +197,7 @@ class Faults:
     fail_next: int = 0
     status: int = 503
     delay_ms: int = 0
+    delay_confirm_ms: int = 0  # answers of ``…/confirm`` only: a slow gateway mid-charge
     served: int = 0
     drop_webhooks: int = 0
 

@@ -68,6 +68,9 @@ class ReturnRepository:
         stmt = select(Return).where(Return.id == return_id)
         return self.session.scalars(stmt.execution_options(populate_existing=True)).first()
 
+    def by_refund(self, refund_id: uuid.UUID) -> Return | None:
+        return self.session.scalars(select(Return).where(Return.refund_id == refund_id)).first()
+
     def held_units(self, order_id: uuid.UUID) -> dict[uuid.UUID, int]:
         """Per product, the units of the order's returns that are not REJECTED."""
         stmt = (

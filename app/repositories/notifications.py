@@ -121,15 +121,6 @@ class NotificationRepository:
     def user(self, user_id: uuid.UUID) -> User | None:
         return self.session.get(User, user_id)
 
-    def admin_ids(self) -> list[uuid.UUID]:
-        """Every admin who can receive mail (not erased), by id."""
-        stmt = (
-            select(User.id)
-            .where(User.role == "admin", User.deleted_at.is_(None), User.email.is_not(None))
-            .order_by(User.id)
-        )
-        return list(self.session.scalars(stmt))
-
     def shipment_lines(self, shipment_id: uuid.UUID) -> list[tuple[str, int]]:
         """(product name, units) of one shipment, by name."""
         stmt = (

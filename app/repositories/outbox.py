@@ -90,6 +90,20 @@ class OutboxRepository:
                 .values(published_at=None, last_error=error[:500])
             )
 
+    def lock_message(self, message_id: int) -> bool:
+        """``SELECT … FOR UPDATE`` one message (serialises the handlers of that one event)."""
+        stmt = select(OutboxMessage.id).where(OutboxMessage.id == message_id).with_for_update()
+        return self.session.execute(stmt).first() is not None
+
+    def recorded_from(self, event_type: str, source_event_id: int) -> bool:
+        """Whether messages of ``event_type`` were recorded by the handler of ``source_event_id``
+        (rare events: a scan of that type's messages is fine)."""
+        stmt = select(OutboxMessage.id).where(
+            OutboxMessage.event_type == event_type,
+            OutboxMessage.payload["source_event_id"].astext == str(source_event_id),
+        )
+        return self.session.execute(stmt.limit(1)).first() is not None
+
     def get(self, message_id: int) -> OutboxMessage | None:
         return self.session.get(OutboxMessage, message_id)
 

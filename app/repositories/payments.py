@@ -8,12 +8,23 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import exists, func, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.orm import Session, selectinload
 
 from app.domain.base import utcnow
 from app.domain.orders import CANCELLED, PLACED, Order
-from app.domain.payments import COMPLETED, FAILED, PENDING, Payment, PaymentTransition
+from app.domain.payments import (
+    COMPLETED,
+    FAILED,
+    PARTIALLY_REFUNDED,
+    PENDING,
+    R_PENDING,
+    GatewayEvent,
+    Payment,
+    PaymentTransition,
+    Refund,
+)
 
 # Keep the identity map in step with what the UPDATE really changed (RETURNING), never with a
 # Python re-evaluation of the WHERE clause against possibly stale objects.
@@ -56,6 +67,27 @@ class PaymentRepository:
         )
         return result.scalar_one_or_none()
 
+    def first_receipt(self, event_id: str, event_type: str) -> bool:
+        """Record a gateway event's id; False when it was recorded before (a repeated delivery)."""
+        stmt = (
+            pg_insert(GatewayEvent)
+            .values(id=event_id, type=event_type, received_at=utcnow())
+            .on_conflict_do_nothing(index_elements=["id"])
+            .returning(GatewayEvent.id)
+        )
+        return self.session.execute(stmt).first() is not None
+
+    def store_intent(self, payment_id: uuid.UUID, intent_id: str) -> str | None:
+        """Remember the payment's PaymentIntent (once: the first one stays); the payment's status
+        afterwards, or None if there is no such payment."""
+        self.session.execute(
+            update(Payment)
+            .where(Payment.id == payment_id, Payment.intent_id.is_(None))
+            .values(intent_id=intent_id, updated_at=utcnow()),
+            execution_options=_FETCH,
+        )
+        return self.session.scalar(select(Payment.status).where(Payment.id == payment_id))
+
     def apply(self, transition: PaymentTransition) -> bool:
         """Perform a transition the domain decided, as one guarded UPDATE; True when it applied
         (False: the payment was no longer in a state it applies to)."""
@@ -93,12 +125,15 @@ class PaymentRepository:
             select(Payment.id)
             .join(Order, Order.id == Payment.order_id)
             .where(
-                ((Payment.status == COMPLETED) & (Order.status == CANCELLED))
+                ((Payment.status.in_((COMPLETED, PARTIALLY_REFUNDED))) & (Order.status == CANCELLED))
                 | (
                     (Payment.status == FAILED)
                     & Payment.gateway_reference.is_not(None)
                     & Payment.refund_reference.is_(None)
                 ),
+                # Once a refund exists it is followed on its own (sent, polled); a FAILED one is
+                # for the admins to decide, never retried here.
+                ~exists().where(Refund.payment_id == Payment.id),
                 # The order's last change counts too: a cancellation does not touch a COMPLETED payment.
                 func.greatest(Payment.updated_at, Order.updated_at) < idle_since,
             )
@@ -106,3 +141,61 @@ class PaymentRepository:
             .limit(limit)
         )
         return list(self.session.scalars(stmt))
+
+    # ---- refunds --------------------------------------------------------------------------------
+
+    def lock(self, payment_id: uuid.UUID) -> Payment | None:
+        """``SELECT … FOR UPDATE`` the payment (take its order's row lock first), with its refunds
+        read afresh: every change of a refund holds this lock, so they cannot move meanwhile."""
+        stmt = (
+            select(Payment)
+            .where(Payment.id == payment_id)
+            .with_for_update(of=Payment)
+            .options(selectinload(Payment.refunds))
+            .execution_options(populate_existing=True)
+        )
+        return self.session.scalars(stmt).first()
+
+    def flush(self) -> None:
+        self.session.flush()
+
+    def by_intent(self, intent_id: str) -> Payment | None:
+        """The payment charged (or to be charged) through this PaymentIntent."""
+        stmt = select(Payment).where(
+            (Payment.intent_id == intent_id) | (Payment.gateway_reference == intent_id)
+        )
+        return self.session.scalars(stmt.limit(1)).first()
+
+    def add_refund(self, refund: Refund) -> None:
+        self.session.add(refund)
+        self.session.flush([refund])
+
+    def get_refund(self, refund_id: uuid.UUID) -> Refund | None:
+        stmt = select(Refund).where(Refund.id == refund_id).execution_options(populate_existing=True)
+        return self.session.scalars(stmt).first()
+
+    def refund_by_reference(self, gateway_reference: str) -> Refund | None:
+        stmt = select(Refund).where(Refund.gateway_reference == gateway_reference)
+        return self.session.scalars(stmt.execution_options(populate_existing=True)).first()
+
+    def start_refund_attempt(self, refund_id: uuid.UUID) -> int | None:
+        """Count one more attempt to send a PENDING refund not yet known to the gateway."""
+        result = self.session.execute(
+            update(Refund)
+            .where(Refund.id == refund_id, Refund.status == R_PENDING, Refund.gateway_reference.is_(None))
+            .values(attempts=Refund.attempts + 1, updated_at=utcnow())
+            .returning(Refund.attempts),
+            execution_options=_FETCH,
+        )
+        return result.scalar_one_or_none()
+
+    def stale_refunds(self, *, idle_since: datetime, limit: int) -> list[tuple[uuid.UUID, uuid.UUID]]:
+        """(payment id, refund id) of PENDING refunds untouched since ``idle_since``: to send again
+        (no gateway reference yet; the key makes it safe) or to ask the gateway about."""
+        stmt = (
+            select(Refund.payment_id, Refund.id)
+            .where(Refund.status == R_PENDING, Refund.updated_at < idle_since)
+            .order_by(Refund.updated_at)
+            .limit(limit)
+        )
+        return [(row[0], row[1]) for row in self.session.execute(stmt)]

@@ -9,7 +9,7 @@ from sqlalchemy import bindparam, delete, select
 from sqlalchemy.orm import Session
 
 from app.domain.carts import Cart, CartItem
-from app.domain.users import User, email_key
+from app.domain.users import ROLE_ADMIN, User, email_key
 
 _TOKEN_STATE = select(User.token_version, User.deleted_at, User.role).where(User.id == bindparam("user_id"))
 
@@ -23,6 +23,11 @@ class TokenState(NamedTuple):
 class UserRepository:
     def __init__(self, session: Session) -> None:
         self.session = session
+
+    def admin_ids(self) -> list[uuid.UUID]:
+        """The ids of the active admins (who get operational alerts)."""
+        stmt = select(User.id).where(User.role == ROLE_ADMIN, User.deleted_at.is_(None)).order_by(User.id)
+        return list(self.session.scalars(stmt))
 
     def add(self, user: User) -> None:
         """Insert the user now (flush): the unique e-mail index decides between concurrent sign-ups,

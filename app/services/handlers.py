@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from app.domain import events
 from app.services.dispatch import Handler
-from app.services.notifications import notify_admins, notify_customer
+from app.services.notifications import alert_admins, notify_customer
 from app.services.payments import on_order_cancelled, on_order_placed, on_refund_requested
+from app.services.returns import on_refund_succeeded
 
 EVENT_HANDLERS: dict[type[events.Event], list[Handler]] = {
     # Money first: a failing notification must not delay a charge or a refund.
@@ -21,8 +22,12 @@ EVENT_HANDLERS: dict[type[events.Event], list[Handler]] = {
     events.OrderCancelled: [on_order_cancelled, notify_customer],
     events.PaymentRefunded: [notify_customer],
     events.RefundRequested: [on_refund_requested],
+    events.PaymentPartiallyRefunded: [notify_customer],
+    events.RefundFailed: [alert_admins],
+    events.AdminAlerted: [notify_customer],
+    events.RefundSucceeded: [on_refund_succeeded],
     events.ReturnRequested: [notify_customer],
     events.ReturnReceived: [notify_customer],
     events.ReturnRefunded: [notify_customer],
-    events.ProductLowStock: [notify_admins],
+    events.ProductLowStock: [alert_admins],
 }

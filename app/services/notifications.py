@@ -26,11 +26,13 @@ from app.domain.actors import Actor
 from app.domain.base import new_id, utcnow
 from app.domain.errors import Conflict, NotFound
 from app.domain.events import (
+    AdminAlerted,
     Event,
     OrderCancelled,
     OrderShipped,
     PaymentFailed,
     ProductLowStock,
+    RefundFailed,
     ReturnReceived,
     ReturnRefunded,
     ReturnRequested,
@@ -79,45 +81,13 @@ def notify_customer(event: Event, context: EventContext) -> None:
         send_task(DELIVER_NOTIFICATION, [to_deliver], request_id=context.request_id)
 
 
-# An event for the admins (``ProductLowStock``) becomes one notification per admin. Notifications
-# are unique per (event_id, channel), so each admin's gets its own key, derived from the outbox id:
-# ``-(outbox id * ADMIN_KEYS + the admin's rank by id)`` (negative: never an outbox id). A redelivered
-# event finds them again; an admin created between two deliveries of one event may shift the ranks,
-# at worst one duplicate e-mail.
-ADMIN_KEYS = 10_000
-
-
-def admin_event_id(event_id: int, rank: int) -> int:
-    return -(event_id * ADMIN_KEYS + rank)
-
-
-def notify_admins(event: Event, context: EventContext) -> None:
-    """Handler: one e-mail notification per admin (idempotent), then queue their deliveries."""
-    to_deliver: list[str] = []
-    with UnitOfWork(relay_after_commit=False) as uow:
-        for rank, admin_id in enumerate(uow.notifications.admin_ids()[: ADMIN_KEYS - 1]):
-            notification = record_notification(
-                uow, event, admin_event_id(context.event_id, rank), user_id=admin_id
-            )
-            if notification is not None and notification.deliverable:
-                to_deliver.append(str(notification.id))
-        uow.commit()
-    for notification_id in to_deliver:
-        send_task(DELIVER_NOTIFICATION, [notification_id], request_id=context.request_id)
-
-
-def record_notification(
-    uow: UnitOfWork, event: Event, event_id: int, *, user_id: uuid.UUID | None = None
-) -> Notification | None:
-    """Create the notification of ``event`` unless it exists; returns it (None: no such user).
-
-    The recipient is the event's user, or ``user_id`` when given (an admin)."""
+def record_notification(uow: UnitOfWork, event: Event, event_id: int) -> Notification | None:
+    """Create the notification of ``event`` unless it exists; returns it (None: no such user)."""
     repo = uow.notifications
     existing = repo.find_by_event(event_id, CHANNEL_EMAIL)
     if existing is not None:
         return existing
-    if user_id is None:
-        user_id = uuid.UUID(str(event.user_id))  # type: ignore[attr-defined]
+    user_id = uuid.UUID(str(event.user_id))  # type: ignore[attr-defined]
     user = repo.user(user_id)
     if user is None:
         log.warning("notification_without_user", notification_event=event.name, user_id=str(user_id))
@@ -179,16 +149,13 @@ def _template_context(event: Event, name: str | None, facts: OrderFacts | None) 
         "order": order,
         "reason": reason,
         "payment_refund_pending": refund_pending,
+        "amount": getattr(event, "amount", None),
+        "alert": getattr(event, "alert", None),
+        "detail": getattr(event, "detail", None),
+        "payment_due_by": getattr(event, "payment_due_by", None),
     }
     if isinstance(event, ReturnRequested | ReturnReceived | ReturnRefunded):
         context["ret"] = {"id": event.return_id, "refund_amount": _money(Decimal(event.refund_amount))}
-    if isinstance(event, ProductLowStock):
-        context["product"] = {
-            "id": event.product_id,
-            "name": event.product_name,
-            "stock": event.stock,
-            "threshold": event.low_stock_threshold,
-        }
     return context
 
 
@@ -205,6 +172,44 @@ def _shipment_context(
         "tracking_url": event.tracking_url,
         "lines": [{"name": name, "quantity": quantity} for name, quantity in lines] if partial else [],
     }
+
+
+def alert_admins(event: Event, context: EventContext) -> None:
+    """Handler: e-mail every admin about an event that needs a person (a refund the gateway
+    failed, a dispute): one ``AdminAlerted`` per admin, each then a notification of its own
+    through ``notify_customer``. Once per event: the event's message is locked and the alerts
+    it already recorded are looked for."""
+    ids = {k: str(v) for k, v in event.to_payload().items() if k in ("order_id", "payment_id")}
+    with UnitOfWork() as uow:
+        uow.outbox.lock_message(context.event_id)
+        if uow.outbox.recorded_from(AdminAlerted.__name__, context.event_id):
+            return
+        detail = _alert_detail(event)
+        for admin_id in uow.users.admin_ids():
+            uow.record(
+                AdminAlerted(
+                    user_id=str(admin_id),
+                    order_id=ids.get("order_id", ""),
+                    payment_id=ids.get("payment_id", ""),
+                    alert=event.name,
+                    detail=detail,
+                    source_event_id=context.event_id,
+                )
+            )
+        uow.commit()
+
+
+def _alert_detail(event: Event) -> str:
+    if isinstance(event, RefundFailed):
+        reason = event.reason or "no reason given"
+        return f"refund {event.refund_id} of {event.amount} failed at the gateway: {reason}"
+    if isinstance(event, ProductLowStock):
+        return (
+            f"{event.product_name} is low on stock: {event.stock} left (threshold "
+            f"{event.low_stock_threshold}). Product {event.product_id}: restock it with POST "
+            f"/products/{event.product_id}/stock-movements; GET /admin/low-stock lists every such product."
+        )
+    return ", ".join(f"{k}={v}" for k, v in event.to_payload().items() if k not in ("user_id",))
 
 
 # ---- delivery ----------------------------------------------------------------------------------

@@ -6,8 +6,12 @@ another with conditional updates (``… WHERE status = 'PENDING'``), taking the 
 first (the order in which ``apply_cancellation`` locks). So a cancellation that lands while a
 charge is in flight wins the race cleanly, and the worker then refunds the charge it just made.
 
-Exactly once: the gateway's idempotency key is the payment id, so a retried, re-delivered or
-swept charge task replays the first charge instead of making another.
+Exactly once: the PaymentIntent is created first (gateway idempotency key ``intent-<paymentId>``)
+and its id stored on the payment before it is confirmed (``confirm-<paymentId>``), so a retried,
+re-delivered or swept charge task replays the first charge instead of making another. A void
+(any cancellation of the order: customer, admin, expiry) cancels that stored intent at the
+gateway: a confirm that arrives later — a slow gateway answering after our timeout — is refused,
+and a confirm that won the race is refunded.
 """
 
 from __future__ import annotations
@@ -16,33 +20,39 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 from app.adapters.gateway import (
     AlreadyRefunded,
     ChargeResult,
+    GatewayError,
     GatewayRejected,
     GatewayUnavailable,
     PaymentDeclined,
     PaymentGateway,
+    from_minor_units,
+    to_minor_units,
 )
 from app.adapters.queue import CHARGE_PAYMENT, REFUND_PAYMENT, BrokerUnavailable, send_task
 from app.domain import payments as pay
 from app.domain.actors import SYSTEM, Actor
 from app.domain.base import utcnow
-from app.domain.errors import Forbidden, InvalidTransition, NotFound
+from app.domain.errors import Forbidden, InvalidTransition, NotFound, ValidationFailed
 from app.domain.events import (
     Event,
     OrderCancelled,
     OrderPlaced,
     RefundRequested,
 )
-from app.domain.orders import PAYMENT_FAILED, PAYMENT_REFUNDED, PLACED, visible_order
+from app.domain.orders import CANCELLED, PAYMENT_FAILED, visible_order
 from app.domain.payments import Payment
 from app.log import get_logger
 from app.repositories.payments import PaymentRepository
+from app.services import refunds
 from app.services.cancellation import apply_cancellation
 from app.services.dispatch import EventContext
-from app.services.unit_of_work import ReadOnlyUnitOfWork, UnitOfWork
+from app.services.idempotency import Claim, Idempotent, Replay, run_idempotently
+from app.services.unit_of_work import ReadOnlyUnitOfWork, UnitOfWork, run_in_transaction
 
 log = get_logger(__name__)
 
@@ -63,6 +73,8 @@ GAVE_UP = "GAVE_UP"
 SKIPPED = "SKIPPED"
 NOTHING_CHARGED = "NOTHING_CHARGED"
 REFUND_REJECTED = "REFUND_REJECTED"
+REFUND_PENDING = "REFUND_PENDING"
+REFUND_FAILED = "REFUND_FAILED"
 
 
 @dataclass(frozen=True)
@@ -83,6 +95,7 @@ class _ChargeRequest:
     token: str
     attempts: int
     created_at: datetime
+    intent_id: str | None
 
     @property
     def ref(self) -> pay.PaymentRef:
@@ -100,8 +113,16 @@ def charge_payment(
     if request is None:
         return PaymentOutcome(SKIPPED)
     try:
-        result = gateway.charge(
-            request.payment_id, request.order_id, request.amount, request.currency, request.token
+        intent_id = request.intent_id
+        if intent_id is None:
+            intent_id = gateway.create_intent(
+                request.payment_id, request.order_id, request.amount, request.currency
+            )
+            if not _store_intent(request, intent_id):
+                log.info("charge_voided_before_confirm", payment_id=str(payment_id), intent=intent_id)
+                return refund_payment(payment_id, gateway=gateway)  # cancels the intent
+        result = gateway.confirm_intent(
+            request.payment_id, intent_id, request.amount, request.currency, request.token
         )
     except PaymentDeclined as exc:
         return _record_failure(request, exc.reason)
@@ -154,9 +175,20 @@ def _start_attempt(payment_id: uuid.UUID) -> _ChargeRequest | None:
             token=payment.payment_token,
             attempts=attempts,
             created_at=payment.created_at,
+            intent_id=payment.intent_id,
         )
         uow.commit()
     return request
+
+
+def _store_intent(request: _ChargeRequest, intent_id: str) -> bool:
+    """Remember the created intent before confirming it; False when the payment was voided
+    meanwhile (the caller then cancels the intent instead of confirming it). Any other state (a
+    concurrent task completed it) goes on to the confirm, which replays and changes nothing."""
+    with UnitOfWork() as uow:
+        status = uow.payments.store_intent(request.payment_id, intent_id)
+        uow.commit()
+    return status != pay.FAILED
 
 
 def _record_success(request: _ChargeRequest, result: ChargeResult, gateway: PaymentGateway) -> PaymentOutcome:
@@ -202,51 +234,97 @@ def refund_payment(
     payment_id: uuid.UUID,
     *,
     gateway: PaymentGateway,
+    refund_id: uuid.UUID | None = None,
     attempt: int = 1,
     max_attempts: int = 1,
     backoff_seconds: float = 0.0,
 ) -> PaymentOutcome:
-    """Give back the money taken for a payment: COMPLETED (or charged after its order was
-    cancelled) → refunded through the gateway → REFUNDED. A PLACED order is then cancelled
-    (``cancelReason`` PAYMENT_REFUNDED); a SHIPPED or DELIVERED one keeps its status.
+    """Send one refund to the gateway (``refund_id``), or, without one, give back everything still
+    refundable of a payment whose order was cancelled (or that was charged after its void): a
+    refund for the rest is created through ``services.refunds`` and sent. Either way the refund
+    goes through the gateway under its own key, and what the gateway answers settles it
+    (``succeeded``/``failed`` at once; ``pending`` later, by webhook or the sweep's poll).
 
-    A payment voided by a cancellation after an attempt that got no answer is looked up at the
-    gateway first: refunded if the charge went through, left FAILED if it did not.
+    A payment voided by a cancellation after an attempt that got no answer has its stored
+    PaymentIntent cancelled at the gateway (or, with none stored, its charge looked up): refunded
+    if the charge went through, left FAILED if it did not.
     """
+    retry = _Retry(attempt, max_attempts, backoff_seconds)
+    if refund_id is None:
+        prepared = _prepare_full_refund(payment_id, gateway, retry)
+        if isinstance(prepared, PaymentOutcome):
+            return prepared
+        refund_id = prepared
+    return _send_refund(refund_id, gateway, retry)
+
+
+@dataclass(frozen=True)
+class _Retry:
+    attempt: int
+    max_attempts: int
+    backoff_seconds: float
+
+    def after(self, exc: GatewayError, what: str, **fields: Any) -> PaymentOutcome:
+        delay = pay.charge_retry_delay(self.attempt, self.max_attempts, self.backoff_seconds)
+        log.warning(what, error=str(exc), retry_in=delay, **fields)
+        # Out of retries, the sweep queues it again (``stale_refunds``, ``unrefunded_charges``).
+        return PaymentOutcome(RETRY if delay is not None else GAVE_UP, retry_in=delay)
+
+
+def _prepare_full_refund(
+    payment_id: uuid.UUID, gateway: PaymentGateway, retry: _Retry
+) -> uuid.UUID | PaymentOutcome:
+    """The refund to send for "give back the rest": a PENDING one already there, or a new one."""
     with UnitOfWork() as uow:
-        payments = uow.payments
-        payment = payments.get(payment_id)
+        payment = uow.payments.get(payment_id)
         if payment is None:
             return PaymentOutcome(SKIPPED)
-        reference = pay.refundable_reference(payment)
-        unknown = reference is None and pay.outcome_unknown(payment)
-        target = _RefundTarget.of(payment, payments)
-    if reference is None and not unknown:
-        log.info("refund_skipped", payment_id=str(payment_id), status=target.status)
-        return PaymentOutcome(SKIPPED)
-    try:
-        if reference is None:
-            found = gateway.find_charge(payment_id, target.created_at)
-            if found is None:
-                log.info("voided_payment_never_charged", payment_id=str(payment_id))
-                return PaymentOutcome(NOTHING_CHARGED)
-            reference = found.reference
-            log.warning("voided_payment_was_charged", payment_id=str(payment_id), reference=reference)
+        unknown = payment.gateway_reference is None and pay.outcome_unknown(payment)
+        target = _RefundTarget.of(payment, uow.payments)
+    if unknown:
         try:
-            refund_reference: str | None = gateway.refund(
-                payment_id, reference, target.amount, target.currency
-            ).reference
-        except AlreadyRefunded:
-            refund_reference = None  # given back outside of us (e.g. the dashboard): that is fine
-    except GatewayUnavailable as exc:
-        delay = pay.charge_retry_delay(attempt, max_attempts, backoff_seconds)
-        log.warning("refund_attempt_failed", payment_id=str(payment_id), error=str(exc), retry_in=delay)
-        # Out of retries, the sweep queues the refund again (``unrefunded_charges``).
-        return PaymentOutcome(RETRY if delay is not None else GAVE_UP, retry_in=delay)
-    except GatewayRejected as exc:
-        log.error("refund_rejected", payment_id=str(payment_id), code=exc.code, error=str(exc))
-        return PaymentOutcome(REFUND_REJECTED)
-    return _record_refund(target, reference, refund_reference)
+            if target.intent_id is not None:
+                found = gateway.void_intent(target.intent_id)
+            else:
+                found = gateway.find_charge(payment_id, target.created_at)
+        except GatewayUnavailable as exc:
+            return retry.after(exc, "void_attempt_failed", payment_id=str(payment_id))
+        except GatewayRejected as exc:
+            log.error("void_rejected", payment_id=str(payment_id), code=exc.code, error=str(exc))
+            return PaymentOutcome(REFUND_REJECTED)
+        if found is None:
+            log.info("voided_payment_never_charged", payment_id=str(payment_id))
+            return PaymentOutcome(NOTHING_CHARGED)
+        log.warning("voided_payment_was_charged", payment_id=str(payment_id), reference=found.reference)
+        with UnitOfWork() as uow:
+            uow.orders.lock_row(target.order_id)
+            # Not its RefundRequested: the refund is made right below (the sweep backs it up).
+            uow.payments.apply(pay.late_charge(target.ref, found.reference))
+            uow.commit()
+
+    def transaction(uow: UnitOfWork) -> uuid.UUID | PaymentOutcome:
+        payment = uow.payments.get(payment_id)
+        order = uow.payments.order_of(payment) if payment is not None else None
+        if payment is None or order is None:
+            return PaymentOutcome(SKIPPED)
+        pending = [r.id for r in payment.refunds if r.status == pay.R_PENDING]
+        if pending:
+            return pending[0]  # a repeat of this task: send (or ask about) the one already made
+        if order[0] != CANCELLED and payment.status != pay.FAILED and payment.refunds:
+            return PaymentOutcome(SKIPPED)  # "the rest" is meant for a cancelled or voided payment
+        try:
+            refund = refunds.request_refund(uow, payment_id, None, _FULL_REFUND_REASON, announce=False)
+        except (InvalidTransition, ValidationFailed):
+            log.info("refund_skipped", payment_id=str(payment_id), status=payment.status)
+            return PaymentOutcome(SKIPPED)
+        refund_id = refund.id
+        uow.commit()
+        return refund_id
+
+    return run_in_transaction(transaction)
+
+
+_FULL_REFUND_REASON = "ORDER_CANCELLED"
 
 
 @dataclass(frozen=True)
@@ -258,6 +336,12 @@ class _RefundTarget:
     amount: Decimal
     currency: str
     created_at: datetime
+    intent_id: str | None
+    gateway_reference: str | None
+
+    @property
+    def ref(self) -> pay.PaymentRef:
+        return pay.PaymentRef(self.payment_id, self.order_id, self.user_id)
 
     @classmethod
     def of(cls, payment: Payment, payments: PaymentRepository) -> _RefundTarget:
@@ -270,23 +354,70 @@ class _RefundTarget:
             payment.amount,
             payment.currency,
             payment.created_at,
+            payment.intent_id,
+            payment.gateway_reference,
         )
 
 
-def _record_refund(target: _RefundTarget, reference: str, refund_reference: str | None) -> PaymentOutcome:
+@dataclass(frozen=True)
+class _RefundSend:
+    refund_id: uuid.UUID
+    payment_id: uuid.UUID
+    charge_reference: str
+    amount: Decimal
+    currency: str
+    poll_reference: str | None  # known to the gateway already: ask it, do not send again
+
+
+def _send_refund(refund_id: uuid.UUID, gateway: PaymentGateway, retry: _Retry) -> PaymentOutcome:
     with UnitOfWork() as uow:
-        order = uow.orders.lock(target.order_id)
-        refunded = pay.refund(
-            pay.PaymentRef(target.payment_id, target.order_id, target.user_id), reference, refund_reference
+        refund = uow.payments.get_refund(refund_id)
+        if refund is None or refund.status != pay.R_PENDING:
+            return PaymentOutcome(SKIPPED)
+        payment = uow.payments.get(refund.payment_id)
+        if payment is None or payment.gateway_reference is None:
+            return PaymentOutcome(SKIPPED)
+        if refund.gateway_reference is None and uow.payments.start_refund_attempt(refund_id) is None:
+            return PaymentOutcome(SKIPPED)
+        send = _RefundSend(
+            refund_id,
+            payment.id,
+            payment.gateway_reference,
+            refund.amount,
+            payment.currency,
+            refund.gateway_reference,
         )
-        if not uow.payments.apply(refunded):
-            return PaymentOutcome(SKIPPED)  # another task recorded it first
-        uow.record(refunded.event)
-        if order is not None and order.status == PLACED:
-            apply_cancellation(uow, target.order_id, SYSTEM, PAYMENT_REFUNDED)
         uow.commit()
-    log.info("payment_refunded", payment_id=str(target.payment_id), refund=refund_reference)
-    return PaymentOutcome(REFUNDED)
+    reference: str | None
+    try:
+        if send.poll_reference is not None:
+            result = gateway.get_refund(send.poll_reference)
+        else:
+            result = gateway.refund(
+                send.payment_id, send.charge_reference, send.amount, send.currency, refund_id=refund_id
+            )
+        status = pay.GATEWAY_REFUND_STATUSES.get(result.status, pay.R_PENDING)
+        reference, failure = result.reference, result.failure_reason
+    except AlreadyRefunded:
+        # Given back outside of us (e.g. the dashboard) before ours was made: the money is back.
+        status, reference, failure = pay.R_SUCCEEDED, None, None
+    except GatewayUnavailable as exc:
+        return retry.after(
+            exc, "refund_attempt_failed", payment_id=str(send.payment_id), refund_id=str(refund_id)
+        )
+    except GatewayRejected as exc:
+        # Refused as invalid: final. FAILED with its reason, the admins are told; never retried.
+        log.error("refund_rejected", payment_id=str(send.payment_id), code=exc.code, error=str(exc))
+        status, reference, failure = pay.R_FAILED, None, exc.reason
+
+    def transaction(uow: UnitOfWork) -> None:
+        refunds.settle_refund(uow, refund_id, status, gateway_reference=reference, failure_reason=failure)
+        uow.commit()
+
+    run_in_transaction(transaction)
+    return PaymentOutcome(
+        {pay.R_SUCCEEDED: REFUNDED, pay.R_FAILED: REFUND_FAILED}.get(status, REFUND_PENDING)
+    )
 
 
 # ---- the API: read the payment, ask for a refund --------------------------------------------------
@@ -296,30 +427,158 @@ def get_payment(actor: Actor, order_id: uuid.UUID) -> Payment:
     """The payment of an order its owner or an admin may see (another customer's: NotFound)."""
     with ReadOnlyUnitOfWork() as uow:
         payment = visible_order(actor, uow.orders.get(order_id)).payment
-    if payment is None:
-        raise NotFound("The order has no payment")
+        if payment is None:
+            raise NotFound("The order has no payment")
+        _ = payment.refunds  # loaded while the unit of work is open
     return payment
 
 
-def request_refund(actor: Actor, order_id: uuid.UUID) -> Payment:
-    """Admin: queue the refund of a COMPLETED payment (409 otherwise); the worker refunds it."""
+def request_refund(
+    actor: Actor,
+    order_id: uuid.UUID,
+    amount: Decimal | None = None,
+    reason: str | None = None,
+    *,
+    idempotency: Idempotent[Payment] | None = None,
+) -> Payment | Replay:
+    """Admin: refund ``amount`` (default: all still refundable) of an order's payment; the worker
+    sends it. 409 when nothing (or less than asked) is left to refund, 422 for an amount ≤ 0."""
     if not actor.is_staff:
         raise Forbidden("Refunds are reserved to administrators")
+
+    def work(claim: Claim[Payment] | None) -> Payment:
+        def transaction(uow: UnitOfWork) -> Payment:
+            payment = visible_order(actor, uow.orders.get(order_id)).payment
+            if payment is None:
+                raise NotFound("The order has no payment")
+            refunds.request_refund(uow, payment.id, amount, reason)
+            refreshed = uow.payments.lock(payment.id)  # with the new refund
+            assert refreshed is not None
+            if claim is not None:
+                claim.remember(uow, refreshed)
+            uow.commit()
+            _ = refreshed.refunds
+            return refreshed
+
+        return run_in_transaction(transaction)
+
+    return run_idempotently(idempotency, work)
+
+
+# ---- webhooks in: the gateway tells us what happened ---------------------------------------------
+
+
+def handle_gateway_event(event_id: str, event_type: str, obj: dict[str, Any]) -> str:
+    """Apply a verified webhook event once (its id is stored); what it did, for logs and tests.
+
+    Monotonic: each outcome is the same guarded transition the worker uses, so a late or
+    repeated event never moves a payment backwards — a success on a PENDING payment completes it,
+    on a voided one asks for the refund; a failure only fails a PENDING payment.
+    """
     with UnitOfWork() as uow:
-        order = visible_order(actor, uow.orders.get(order_id))
-        payment = order.payment
-        if payment is None:
-            raise NotFound("The order has no payment")
-        if payment.status != pay.COMPLETED:
-            raise InvalidTransition(f"Only a COMPLETED payment can be refunded; this one is {payment.status}")
-        payment_id = payment.id
-        uow.record(
-            RefundRequested(order_id=str(order.id), user_id=str(order.user_id), payment_id=str(payment_id))
-        )
+        if not uow.payments.first_receipt(event_id, event_type):
+            return "DUPLICATE"
+        outcome = _apply_gateway_event(uow, event_type, obj)
         uow.commit()
-        refreshed = uow.payments.get(payment_id)
-    assert refreshed is not None
-    return refreshed
+    log.info("gateway_event", event_id=event_id, type=event_type, outcome=outcome)
+    return outcome
+
+
+def _apply_gateway_event(uow: UnitOfWork, event_type: str, obj: dict[str, Any]) -> str:
+    if event_type not in pay.HANDLED_EVENT_TYPES:
+        return "IGNORED"
+    if event_type in pay.REFUND_EVENT_TYPES:
+        return _apply_refund_event(uow, event_type, obj)
+    metadata = obj.get("metadata")
+    raw_id = metadata.get("paymentId") if isinstance(metadata, dict) else None
+    try:
+        payment_id = uuid.UUID(str(raw_id))
+    except ValueError:
+        return "UNKNOWN_PAYMENT"
+    payment = uow.payments.get(payment_id)
+    order = uow.payments.order_of(payment) if payment is not None else None
+    intent_id = obj.get("id")
+    if payment is None or order is None or not isinstance(intent_id, str):
+        return "UNKNOWN_PAYMENT"
+    if payment.intent_id not in (None, intent_id):
+        return "OTHER_INTENT"
+    ref = pay.PaymentRef(payment.id, payment.order_id, order[1])
+    uow.orders.lock_row(payment.order_id)
+    if event_type == pay.INTENT_SUCCEEDED:
+        if obj.get("amount") != to_minor_units(payment.amount, payment.currency):
+            log.error("gateway_event_amount_mismatch", payment_id=str(payment_id), amount=obj.get("amount"))
+            return "AMOUNT_MISMATCH"
+        for transition in (pay.completion(ref, intent_id), pay.late_charge(ref, intent_id)):
+            if uow.payments.apply(transition):
+                uow.record(transition.event)
+                return transition.event.__class__.__name__
+        return "UNCHANGED"
+    error = obj.get("last_payment_error")
+    code = error.get("decline_code") or error.get("code") if isinstance(error, dict) else None
+    declined = pay.decline(ref, str(code or "card_declined").upper())
+    if not uow.payments.apply(declined):
+        return "UNCHANGED"
+    uow.record(declined.event)
+    apply_cancellation(uow, payment.order_id, SYSTEM, PAYMENT_FAILED)
+    return "PaymentFailed"
+
+
+def _apply_refund_event(uow: UnitOfWork, event_type: str, obj: dict[str, Any]) -> str:
+    """``refund.updated`` carries a refund; ``charge.refunded`` a charge with its refunds. Each
+    refund we know (by its id at the gateway, or the ``refundId`` we gave it) is settled with the
+    status the gateway reports; one made outside of us (the dashboard) on a payment we know is
+    recorded as a refund of its own, so it reaches the books too."""
+    if event_type == pay.REFUND_UPDATED:
+        items: list[Any] = [obj]
+    else:
+        listed = obj.get("refunds")
+        items = listed.get("data", []) if isinstance(listed, dict) else []
+    outcomes = []
+    for item in items:
+        if isinstance(item, dict):
+            outcomes.append(_apply_gateway_refund(uow, item))
+    changed = [o for o in outcomes if o not in ("UNCHANGED", "UNKNOWN_REFUND")]
+    return ",".join(changed) if changed else (outcomes[0] if outcomes else "UNCHANGED")
+
+
+def _apply_gateway_refund(uow: UnitOfWork, item: dict[str, Any]) -> str:
+    reference, status = item.get("id"), item.get("status")
+    if not isinstance(reference, str) or not isinstance(status, str):
+        return "UNKNOWN_REFUND"
+    ours = pay.GATEWAY_REFUND_STATUSES.get(status)
+    if ours is None:
+        return "UNCHANGED"
+    failure = item.get("failure_reason")
+    refund = uow.payments.refund_by_reference(reference)
+    if refund is None:
+        metadata = item.get("metadata")
+        raw = metadata.get("refundId") if isinstance(metadata, dict) else None
+        try:
+            refund = uow.payments.get_refund(uuid.UUID(str(raw))) if raw else None
+        except ValueError:
+            refund = None
+    if refund is None:
+        intent = item.get("payment_intent")
+        payment = uow.payments.by_intent(intent) if isinstance(intent, str) else None
+        if payment is None or ours == pay.R_FAILED:
+            return "UNKNOWN_REFUND"
+        amount = item.get("amount")
+        if not isinstance(amount, int) or amount <= 0:
+            return "UNKNOWN_REFUND"
+        try:
+            refund = refunds.request_refund(
+                uow, payment.id, from_minor_units(amount, payment.currency), "MADE_AT_GATEWAY", announce=False
+            )
+        except (InvalidTransition, ValidationFailed):
+            return "UNCHANGED"
+    changed = refunds.settle_refund(
+        uow,
+        refund.id,
+        ours,
+        gateway_reference=reference,
+        failure_reason=failure if isinstance(failure, str) else None,
+    )
+    return f"REFUND_{ours}" if changed else "UNCHANGED"
 
 
 # ---- the sweep and the event handlers -------------------------------------------------------------
@@ -337,14 +596,20 @@ def sweep_pending_payments(
         charges = uow.payments.stale_pending(
             idle_since=idle_since, max_attempts=max_attempts, limit=SWEEP_BATCH
         )
-        refunds = uow.payments.unrefunded_charges(idle_since=idle_since, limit=SWEEP_BATCH)
+        unrefunded = uow.payments.unrefunded_charges(idle_since=idle_since, limit=SWEEP_BATCH)
+        # PENDING refunds: sent again if the gateway never got them (same key: at most one
+        # refund), else asked about — a lost webhook only delays. FAILED ones are never retried.
+        pending_refunds = uow.payments.stale_refunds(idle_since=idle_since, limit=SWEEP_BATCH)
     queued = {"charges": 0, "refunds": 0}
     try:
         for payment_id in charges:
             send_task(CHARGE_PAYMENT, [str(payment_id)])
             queued["charges"] += 1
-        for payment_id in refunds:
+        for payment_id in unrefunded:
             send_task(REFUND_PAYMENT, [str(payment_id)])
+            queued["refunds"] += 1
+        for payment_id, refund_id in pending_refunds:
+            send_task(REFUND_PAYMENT, [str(payment_id), str(refund_id)])
             queued["refunds"] += 1
     except BrokerUnavailable as exc:
         log.warning("sweep_interrupted", error=str(exc), **queued)
@@ -362,18 +627,20 @@ def on_order_placed(event: Event, context: EventContext) -> None:
 def on_refund_requested(event: Event, context: EventContext) -> None:
     """Handler: refund the payment (a cancelled paid order, or an admin's request)."""
     assert isinstance(event, RefundRequested)
-    send_task(REFUND_PAYMENT, [event.payment_id], request_id=context.request_id)
+    args = [event.payment_id] if event.refund_id is None else [event.payment_id, event.refund_id]
+    send_task(REFUND_PAYMENT, args, request_id=context.request_id)
 
 
 def on_order_cancelled(event: Event, context: EventContext) -> None:
-    """Handler: a cancellation voided a payment whose last charge attempt got no answer — once
-    any request in flight has ended, look the charge up and refund it if it went through."""
+    """Handler: a cancellation voided a payment whose last charge attempt got no answer. Its
+    stored PaymentIntent is cancelled at once (a confirm still in flight is then refused, or, if
+    it won, refunded); with none stored, the charge is looked up once any request in flight has
+    ended, and refunded if it went through."""
     assert isinstance(event, OrderCancelled)
     with UnitOfWork() as uow:
         order = uow.orders.get(uuid.UUID(event.order_id))
         payment = order.payment if order is not None else None
         payment_id = payment.id if payment is not None and pay.outcome_unknown(payment) else None
+        countdown = 0 if payment is not None and pay.intent_to_void(payment) else LOOKUP_DELAY_SECONDS
     if payment_id is not None:
-        send_task(
-            REFUND_PAYMENT, [str(payment_id)], countdown=LOOKUP_DELAY_SECONDS, request_id=context.request_id
-        )
+        send_task(REFUND_PAYMENT, [str(payment_id)], countdown=countdown, request_id=context.request_id)

@@ -15,12 +15,17 @@ from dataclasses import dataclass
 from app.domain.actors import Actor
 from app.domain.base import utcnow
 from app.domain.errors import FeatureDisabled, NotFound
+from app.domain.events import Event
 from app.domain.orders import visible_order
 from app.domain.returns import Return, ReturnStatus, request_return
-from app.services import features
+from app.log import get_logger
+from app.services import features, refunds
 from app.services.cancellation import with_request_id
+from app.services.dispatch import EventContext
 from app.services.idempotency import Claim, Idempotent, Replay, run_idempotently
 from app.services.unit_of_work import ReadOnlyUnitOfWork, UnitOfWork, run_in_transaction
+
+log = get_logger(__name__)
 
 
 @dataclass(frozen=True)
@@ -106,15 +111,49 @@ def decide_return(
         if status == ReturnStatus.REJECTED:
             ret.reject()
         else:
+            was = ret.status
             products = uow.products.lock_many(item.product_id for item in ret.items)
             movements = ret.receive(order, products, restock=restock, actor=actor, now=utcnow())
             uow.stock_ledger.add_all(movements)
-            # REFUND STEP (SPEC §5.2): the refund of ret.refund_amount is to be started here through
-            # the one refund path of the payments issue (issue 14), which marks the return REFUNDED
-            # (ret.mark_refunded) when the gateway confirms. Until that path is merged, a received
-            # return stays RECEIVED (see /work/helper-notes/STATUS-15.md).
+            if was == ReturnStatus.REQUESTED:
+                _start_refund(uow, order_id, ret)
         uow.orders.save()
         uow.commit()
         return ret
 
     return run_in_transaction(transaction)
+
+
+def _start_refund(uow: UnitOfWork, order_id: uuid.UUID, ret: Return) -> None:
+    """The refund of the returned units at the price paid, through the one refund path
+    (``refunds.request_refund``: a PENDING refund sent by the worker after the commit). The return
+    becomes REFUNDED when the gateway confirms it (``on_refund_succeeded``). Never more than the
+    payment still holds: if an admin already refunded part of it by hand, the rest is refunded;
+    if nothing is left, no refund is started and the return stays RECEIVED."""
+    payment = uow.orders.lock_payment(order_id)  # order (held), then payment: the usual lock order
+    if payment is None:
+        return
+    amount = min(ret.refund_amount, payment.refundable_amount)
+    if amount <= 0:
+        log.warning("return_not_refunded", return_id=str(ret.id), reason="nothing left to refund")
+        return
+    refund = refunds.request_refund(uow, payment.id, amount, reason=f"return {ret.id}")
+    ret.refund_id = refund.id
+
+
+def on_refund_succeeded(event: Event, context: EventContext) -> None:
+    """Handler of ``RefundSucceeded``: the return whose refund it is becomes REFUNDED (and records
+    ``ReturnRefunded``). Idempotent: a return already REFUNDED is left alone; a refund that is
+    not a return's changes nothing."""
+    refund_id = uuid.UUID(str(event.refund_id))  # type: ignore[attr-defined]
+    with UnitOfWork() as uow:
+        ret = uow.returns.by_refund(refund_id)
+        if ret is None:
+            return
+        order = uow.orders.lock(ret.order_id)
+        ret = uow.returns.get(ret.order_id, ret.id)  # again, under the order's lock
+        if order is None or ret is None:
+            return
+        if ret.mark_refunded(order, utcnow()):
+            uow.orders.save()
+            uow.commit()

@@ -1,7 +1,7 @@
 """Shipments: the order's shipping address, shipments with tracking, units shipped and returned per line
 
 Revision ID: 0011
-Revises: 0003
+Revises: 0009
 Create Date: 2026-12-02 06:50:00
 
 Expand only: the previous release reads and writes ``orders`` and ``order_items`` without knowing the
@@ -12,7 +12,7 @@ rewrite), and never touches the new tables.
 from alembic import op
 
 revision = "0011"
-down_revision = "0003"
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 

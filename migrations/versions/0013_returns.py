@@ -44,6 +44,7 @@ def upgrade():
         """
     )
     op.execute("CREATE INDEX ix_returns_order_id_created_at ON returns (order_id, created_at)")
+    op.execute("CREATE INDEX ix_returns_refund_id ON returns (refund_id)")
     op.execute(
         """
         CREATE TABLE return_items (

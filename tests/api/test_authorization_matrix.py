@@ -191,6 +191,8 @@ EXPECTED: list[Row] = [
     Row("GET", "/orders/{fulfilledOrderId}/returns", SELF_OR_ADMIN_READ),
     Row("GET", "/orders/{fulfilledOrderId}/returns/{returnId}", SELF_OR_ADMIN_READ),
     Row("PUT", "/orders/{fulfilledOrderId}/returns/{returnId}", ADMIN_ONLY, lambda w: {"status": "RECEIVED"}),
+    # Webhooks in: no token, the signature is the credential (none here: 400 for everyone)
+    Row("POST", "/webhooks/stripe", (400, 400, 400, 400)),
     # Administration
     Row("POST", "/admin/notifications/{notificationId}/retry", (401, 403, 403, 202)),
     Row("POST", "/admin/reconciliations", (401, 403, 403, 202)),

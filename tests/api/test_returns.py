@@ -11,6 +11,7 @@ from sqlalchemy import func, select, update
 from app.domain.catalogue import Product, StockMovement
 from app.domain.fulfilment import Shipment
 from app.domain.outbox import OutboxMessage
+from app.domain.payments import Payment
 from app.extensions import db
 from app.services.features import feature_cache
 from tests.api.test_conventions import assert_problem
@@ -42,6 +43,7 @@ def delivered(client, customer, auth, as_admin, products):
     kettle, pin = products
     order = place(client, customer, auth, {kettle: 2, pin: 5})
     set_payment(order, "COMPLETED")
+    charged(order)
     url = f"/orders/{order['orderId']}/shipments"
     first = client.post(
         url,
@@ -55,6 +57,13 @@ def delivered(client, customer, auth, as_admin, products):
     client.post(url, json={"carrier": "UPS", "trackingNumber": "2"}, headers=as_admin)
     client.put(f"{url}/{first['shipmentId']}", json={"status": "DELIVERED"}, headers=as_admin)
     return order
+
+
+def charged(order):
+    """A COMPLETED payment was charged at the gateway: it has the gateway's reference."""
+    payment = db.session.get(Payment, uuid.UUID(order["payment"]["paymentId"]))
+    payment.gateway_reference = f"pi_{uuid.uuid4().hex[:12]}"
+    db.session.commit()
 
 
 def ask(client, order, headers, lines, reason="DAMAGED", **extra):

@@ -164,3 +164,41 @@ def test_cancellations_racing_the_charge_never_leave_a_cancelled_order_with_a_st
         else:
             assert (payment["status"], payment["failureReason"]) == ("FAILED", "ORDER_CANCELLED")
     assert payments.stock() == 100
+
+
+@pytest.mark.timeout(300)
+def test_a_slow_gateway_answering_after_the_timeout_keeps_no_money_for_a_cancelled_order(stack: Stack):
+    """The confirm's answer comes after PAYMENT_GATEWAY_TIMEOUT_SECONDS; the customer cancels
+    meanwhile: the stored PaymentIntent is cancelled at the gateway, or — the confirm having won
+    the race — its charge is refunded. Either way no money is kept, and only one charge exists."""
+    stack.env["PAYMENT_GATEWAY_TIMEOUT_SECONDS"] = "1"
+    stack.start_stack()
+    payments = Payments(stack, stock=10)
+    payments.shop.sandbox_faults(delayConfirmMs=2500)
+    placed = []
+    for _ in range(3):
+        user_id, token = payments.shop.sign_up()
+        cart_id = payments.shop.fill_cart(user_id, token, payments.product, 1)
+        response = payments.shop.checkout(user_id, token, cart_id)
+        assert response.status_code == 201, response.text
+        order_id, payment_id = response.json()["orderId"], response.json()["payment"]["paymentId"]
+        wait_for(lambda p=payment_id: payments.charges(p)["paymentIntents"] == 1, 30, interval=0.1)
+        cancelled = payments.shop.request("PUT", f"/orders/{order_id}", token, json={"status": "CANCELLED"})
+        assert cancelled.status_code == 200, cancelled.text
+        placed.append((order_id, payment_id))
+
+    def settled(order_id: str, payment_id: str) -> bool:
+        charges = payments.charges(payment_id)
+        status = payments.payment(order_id)["status"]
+        if charges["succeededCharges"]:
+            return status == "REFUNDED" and charges["amountRefunded"] == charges["amountCaptured"]
+        return status == "FAILED" and charges["canceledPaymentIntents"] == 1
+
+    wait_for(lambda: all(settled(o, p) for o, p in placed), 120, interval=0.5, what="every void settled")
+    payments.shop.sandbox_faults()
+    for order_id, payment_id in placed:
+        charges = payments.charges(payment_id)
+        assert charges["paymentIntents"] == 1 and charges["succeededCharges"] <= 1
+        assert charges["amountRefunded"] == charges["amountCaptured"]
+        assert payments.order(order_id)["cancelReason"] == "CANCELLED_BY_CUSTOMER"
+    assert payments.stock() == 10

@@ -105,14 +105,46 @@ def test_rate_limiting_is_transient(sandbox: Sandbox) -> None:
 
 def test_a_timeout_is_transient_and_the_retry_replays_the_charge_the_gateway_made(sandbox: Sandbox) -> None:
     payment_id = uuid.uuid4()
+    intent_id = gateway(sandbox).create_intent(payment_id, uuid.UUID(int=7), AMOUNT, "USD")
+    sandbox.faults(delayMs=1500)
+    with pytest.raises(GatewayUnavailable):
+        gateway(sandbox, timeout=0.3).confirm_intent(payment_id, intent_id, AMOUNT, "USD", "pm_card_visa")
+    sandbox.clear_faults()
+    # The sandbox finished the charge although the answer was lost: the retry gets that one back.
+    retried = charge(gateway(sandbox), payment_id)
+    assert retried.replayed is True and retried.reference == intent_id
+    assert sandbox.stats(payment_id)["succeededCharges"] == 1
+
+
+def test_a_timed_out_creation_is_replayed_and_charged_once(sandbox: Sandbox) -> None:
+    payment_id = uuid.uuid4()
     sandbox.faults(delayMs=1500)
     with pytest.raises(GatewayUnavailable):
         charge(gateway(sandbox, timeout=0.3), payment_id)
     sandbox.clear_faults()
-    # The sandbox finished the charge although the answer was lost: the retry gets that one back.
-    retried = charge(gateway(sandbox), payment_id)
-    assert retried.replayed is True
-    assert sandbox.stats(payment_id)["succeededCharges"] == 1
+    assert charge(gateway(sandbox), payment_id).replayed is False  # the intent existed, the charge did not
+    stats = sandbox.stats(payment_id)
+    assert (stats["paymentIntents"], stats["succeededCharges"]) == (1, 1)
+
+
+def test_voiding_an_intent_cancels_it_and_a_later_confirm_is_refused(sandbox: Sandbox) -> None:
+    payment_id = uuid.uuid4()
+    gw = gateway(sandbox)
+    intent_id = gw.create_intent(payment_id, uuid.UUID(int=7), AMOUNT, "USD")
+    assert gw.void_intent(intent_id) is None
+    assert gw.void_intent(intent_id) is None  # again: still nothing charged
+    with pytest.raises(GatewayRejected) as refused:
+        gw.confirm_intent(payment_id, intent_id, AMOUNT, "USD", "pm_card_visa")
+    assert refused.value.code == "payment_intent_unexpected_state"
+    assert sandbox.stats(payment_id)["succeededCharges"] == 0
+
+
+def test_voiding_a_charged_intent_returns_the_charge_to_refund(sandbox: Sandbox) -> None:
+    payment_id = uuid.uuid4()
+    gw = gateway(sandbox)
+    charged = charge(gw, payment_id)
+    found = gw.void_intent(charged.reference)
+    assert found is not None and found.reference == charged.reference and found.amount == charged.amount
 
 
 def test_an_unreachable_gateway_is_transient() -> None:
@@ -244,3 +276,15 @@ def test_without_redis_the_breaker_falls_back_to_memory_and_charges_still_go_thr
     with pytest.raises(GatewayUnavailable) as refused:
         charge(gw, uuid.uuid4())
     assert refused.value.code == "circuit_open"
+
+
+def test_a_charge_is_found_by_its_payment_id_through_the_gateways_search(sandbox: Sandbox) -> None:
+    from datetime import UTC, datetime
+
+    payment_id, other = uuid.uuid4(), uuid.uuid4()
+    gw = gateway(sandbox)
+    charged = charge(gw, payment_id)
+    charge(gw, other)
+    found = gw.find_charge(payment_id, datetime.now(UTC))
+    assert found is not None and found.reference == charged.reference
+    assert gw.find_charge(uuid.uuid4(), datetime.now(UTC)) is None

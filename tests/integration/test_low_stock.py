@@ -9,12 +9,15 @@ from sqlalchemy import select
 from app.adapters import queue
 from app.devtools.services import free_port
 from app.devtools.smtp_sink import SmtpSink
+from app.domain.actors import Actor
 from app.domain.events import Event
 from app.domain.notifications import Notification
 from app.domain.outbox import OutboxMessage
 from app.extensions import db
-from app.services.dispatch import EventContext
-from app.services.notifications import notify_admins
+from app.services.catalogue import record_stock_movement
+from app.services.dispatch import EventContext, handle_message
+from app.services.handlers import EVENT_HANDLERS
+from app.services.notifications import alert_admins
 from tests.integration.test_order_concurrency import THREADS, add, buyers, checkout_call, race  # noqa: F401
 from tests.shop import make_product
 from tests.tasks import run_task
@@ -50,21 +53,28 @@ def smtp(app, monkeypatch):
     sink.stop()
 
 
-def test_every_admin_gets_one_e_mail_and_a_redelivered_event_adds_none(app, app_ctx, make_user, smtp):
+def test_every_admin_gets_one_e_mail_naming_the_product_and_its_stock(app, app_ctx, make_user, smtp):
     queue.publish_breaker.close()
     admins = [make_user("admin", name=f"Admin {n}") for n in range(2)]
     make_user("customer")
-    event = Event.from_payload(
-        "ProductLowStock", {"product_id": "p-1", "product_name": "Lamp", "stock": 2, "low_stock_threshold": 5}
-    )
-    notify_admins(event, EventContext(event_id=77, request_id=None))
-    notify_admins(event, EventContext(event_id=77, request_id=None))  # redelivered
+    product = make_product(db.session, stock=7, name="Lamp")  # threshold: the default, 5
+    record_stock_movement(Actor(admins[0].id, "admin"), product.id, -4, "ADJUSTMENT")
+    (crossing,) = low_stock_events()
+    assert crossing.payload["stock"] == 3
+
+    assert handle_message(crossing.id, EVENT_HANDLERS) is True  # alert_admins: one AdminAlerted each
+    again = Event.from_payload(crossing.event_type, crossing.payload)
+    alert_admins(again, EventContext(event_id=crossing.id, request_id=None))  # redelivered: no more
     db.session.expire_all()
-    rows = list(db.session.scalars(select(Notification).order_by(Notification.recipient)))
+    alerts = list(db.session.scalars(select(OutboxMessage).where(OutboxMessage.event_type == "AdminAlerted")))
+    assert sorted(a.payload["user_id"] for a in alerts) == sorted(str(a.id) for a in admins)
+    for alert in alerts:
+        handle_message(alert.id, EVENT_HANDLERS)  # notify_customer: one notification for its admin
+    db.session.expire_all()
+    rows = list(db.session.scalars(select(Notification)))
     assert sorted(n.recipient for n in rows) == sorted(a.email for a in admins)
-    assert {n.event for n in rows} == {"ProductLowStock"}
     for row in rows:
         run_task(app, queue.DELIVER_NOTIFICATION, str(row.id))
     assert sorted(r for m in smtp.received for r in m.rcpt_tos) == sorted(a.email for a in admins)
-    assert all(m.subject == "Low stock: Lamp (2 left)" for m in smtp.received)
-    assert all("Lamp is low on stock: 2 left" in m.body() for m in smtp.received)
+    assert all(m.subject == "[OMS alert] ProductLowStock" for m in smtp.received)
+    assert all("Lamp is low on stock: 3 left (threshold 5)" in m.body() for m in smtp.received)

@@ -91,6 +91,8 @@ def test_every_customer_facing_event_has_the_notification_handler():
         "OrderDelivered",
         "OrderCancelled",
         "PaymentRefunded",
+        "PaymentPartiallyRefunded",
+        "AdminAlerted",  # addressed to one admin: the event's user
         "ReturnRequested",
         "ReturnReceived",
         "ReturnRefunded",
@@ -235,3 +237,26 @@ def test_the_smtp_breaker_opens_for_every_worker_and_then_fails_fast(app, app_ct
         f"{mailer.SmtpMailer.from_config(app.config).breaker.namespace}:pybreaker:state"
     )
     assert state == b"open"  # in Redis: every worker process sees the same state
+
+
+def test_partial_refunds_and_admin_alerts_render_their_emails(app_ctx, order, customer):
+    from app.domain.events import AdminAlerted, PaymentPartiallyRefunded
+
+    partial = PaymentPartiallyRefunded(
+        order_id=str(order.id), user_id=str(customer.id), payment_id=str(order.payment.id), amount="4.00"
+    )
+    notify_customer(partial, EventContext(event_id=301, request_id=None))
+    alert = AdminAlerted(
+        user_id=str(customer.id),
+        order_id=str(order.id),
+        payment_id=str(order.payment.id),
+        alert="RefundFailed",
+        detail="refund r1 of 4.00 failed at the gateway: EXPIRED_OR_CANCELED_CARD",
+        source_event_id=301,
+    )
+    notify_customer(alert, EventContext(event_id=302, request_id=None))
+    by_event = {n.event: n for n in notifications()}
+    assert "Partial refund" in by_event["PaymentPartiallyRefunded"].subject
+    assert "4.00 USD" in by_event["PaymentPartiallyRefunded"].message
+    assert by_event["AdminAlerted"].subject.startswith("[OMS alert] RefundFailed")
+    assert "EXPIRED_OR_CANCELED_CARD" in by_event["AdminAlerted"].message

@@ -194,6 +194,78 @@ def test_an_order_cancelled_before_its_charge_is_never_charged(
     assert sandbox.stats(payment_id)["charges"] == 0
 
 
+class VoidBeforeConfirm:
+    """The real gateway; the order is cancelled, and its void (the stored intent cancelled at the
+    gateway) done, while the worker's confirm is still on its way: the slow-gateway race."""
+
+    def __init__(self, gateway: StripeGateway, user_id: uuid.UUID) -> None:
+        self.gateway = gateway
+        self.user_id = user_id
+        self.void_outcome: service.PaymentOutcome | None = None
+
+    def confirm_intent(self, payment_id: uuid.UUID, *args: Any) -> ChargeResult:
+        cancel(payment_of(payment_id).order_id, self.user_id)
+        self.void_outcome = service.refund_payment(payment_id, gateway=self.gateway)
+        return self.gateway.confirm_intent(payment_id, *args)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.gateway, name)
+
+
+def test_a_confirm_arriving_after_the_void_is_refused_and_nothing_is_charged(
+    shop: Any, gateway: StripeGateway, sandbox: Sandbox
+) -> None:
+    _, payment_id = shop()
+    racing = VoidBeforeConfirm(gateway, shop.customer.id)
+    outcome = charge(payment_id, racing)
+    assert racing.void_outcome == service.PaymentOutcome(service.NOTHING_CHARGED)
+    assert outcome.status == service.SKIPPED  # the gateway refused the confirm; the payment is voided
+    payment = payment_of(payment_id)
+    assert (payment.status, payment.failure_reason) == (pay.FAILED, "ORDER_CANCELLED")
+    assert payment.intent_id and payment.intent_id.startswith("pi_")
+    assert payment.gateway_reference is None and payment.refund_reference is None
+    stats = sandbox.stats(str(payment_id))
+    assert (stats["paymentIntents"], stats["canceledPaymentIntents"], stats["succeededCharges"]) == (1, 1, 0)
+    assert stock_of(shop.apple_id) == 20 == ledger_of(shop.apple_id)
+    # Voiding again (a redelivered task) changes nothing and charges nothing.
+    assert service.refund_payment(payment_id, gateway=gateway).status == service.NOTHING_CHARGED
+    assert sandbox.stats(str(payment_id))["succeededCharges"] == 0
+
+
+def test_the_void_of_a_charge_that_won_the_race_refunds_it_once(
+    shop: Any, gateway: StripeGateway, sandbox: Sandbox
+) -> None:
+    order_id, payment_id = shop()
+    intent_id = gateway.create_intent(payment_id, order_id, Decimal("7.50"), "USD")
+    with UnitOfWork() as uow:
+        uow.payments.start_attempt(payment_id)
+        uow.payments.store_intent(payment_id, intent_id)
+        uow.commit()
+    gateway.confirm_intent(payment_id, intent_id, Decimal("7.50"), "USD", "pm_card_visa")  # answer lost
+    cancel(order_id, shop.customer.id)
+    assert service.refund_payment(payment_id, gateway=gateway).status == service.REFUNDED
+    assert service.refund_payment(payment_id, gateway=gateway).status == service.SKIPPED
+    payment = payment_of(payment_id)
+    assert (payment.status, payment.gateway_reference) == (pay.REFUNDED, intent_id)
+    stats = sandbox.stats(str(payment_id))
+    assert (stats["succeededCharges"], stats["amountCaptured"], stats["amountRefunded"]) == (1, 750, 750)
+
+
+def test_a_charge_stores_its_intent_before_confirming_and_replays_it(
+    shop: Any, gateway: StripeGateway, sandbox: Sandbox
+) -> None:
+    _, payment_id = shop()
+    assert charge(payment_id, gateway).status == service.COMPLETED
+    payment = payment_of(payment_id)
+    assert payment.intent_id == payment.gateway_reference
+    with UnitOfWork() as uow:  # a redelivered task on a payment put back to PENDING replays the charge
+        uow.session.execute(update(Payment).where(Payment.id == payment_id).values(status=pay.PENDING))
+        uow.commit()
+    assert charge(payment_id, gateway).status == service.COMPLETED
+    stats = sandbox.stats(str(payment_id))
+    assert (stats["paymentIntents"], stats["succeededCharges"]) == (1, 1)
+
+
 class CancelWhileCharging:
     """The real gateway; the customer cancels the order while the charge is on its way."""
 
@@ -201,9 +273,9 @@ class CancelWhileCharging:
         self.gateway = gateway
         self.user_id = user_id
 
-    def charge(self, payment_id: uuid.UUID, order_id: uuid.UUID, *args: Any) -> ChargeResult:
-        cancel(order_id, self.user_id)
-        return self.gateway.charge(payment_id, order_id, *args)
+    def confirm_intent(self, payment_id: uuid.UUID, *args: Any) -> ChargeResult:
+        cancel(payment_of(payment_id).order_id, self.user_id)
+        return self.gateway.confirm_intent(payment_id, *args)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.gateway, name)
@@ -325,17 +397,44 @@ def test_a_transient_refund_failure_asks_for_a_retry(
     assert refund(payment_id, gateway).status == service.REFUNDED
 
 
-def test_a_voided_payment_whose_unanswered_attempt_was_charged_is_found_and_refunded(
+class SlowConfirm:
+    """The intent is created promptly; the confirm's answer comes after the client's timeout."""
+
+    def __init__(self, gateway: StripeGateway, sandbox: Sandbox) -> None:
+        self.gateway = gateway
+        self.sandbox = sandbox
+
+    def confirm_intent(self, *args: Any) -> ChargeResult:
+        self.sandbox.faults(delayMs=1500)
+        return StripeGateway(API_KEY, self.sandbox.url, timeout=0.3).confirm_intent(*args)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.gateway, name)
+
+
+def test_a_voided_payment_whose_created_intent_timed_out_is_cancelled_and_never_charged(
     shop: Any, gateway: StripeGateway, sandbox: Sandbox
 ) -> None:
     order_id, payment_id = shop()
     sandbox.faults(delayMs=1500)
     impatient = StripeGateway(API_KEY, sandbox.url, timeout=0.3)
-    assert charge(payment_id, impatient).status == service.RETRY  # the answer was lost, not the charge
+    assert charge(payment_id, impatient).status == service.RETRY  # the creation's answer was lost
+    sandbox.clear_faults()
+    cancel(order_id, shop.customer.id)
+    # No intent id was stored: the charge is looked up by its metadata, and there is none.
+    assert refund(payment_id, gateway).status == service.NOTHING_CHARGED
+    assert sandbox.stats(payment_id)["succeededCharges"] == 0
+
+
+def test_a_voided_payment_whose_unanswered_attempt_was_charged_is_found_and_refunded(
+    shop: Any, gateway: StripeGateway, sandbox: Sandbox
+) -> None:
+    order_id, payment_id = shop()
+    assert charge(payment_id, SlowConfirm(gateway, sandbox)).status == service.RETRY  # the answer was lost
     sandbox.clear_faults()
     cancel(order_id, shop.customer.id)
     assert payment_of(payment_id).status == pay.FAILED
-    assert refund(payment_id, gateway).status == service.REFUNDED
+    assert refund(payment_id, gateway).status == service.REFUNDED  # the cancel is refused: refunded
     payment = payment_of(payment_id)
     assert payment.status == pay.REFUNDED and payment.gateway_reference and payment.refund_reference
     assert sandbox.stats(payment_id)["amountRefunded"] == 750

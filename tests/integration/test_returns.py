@@ -34,6 +34,7 @@ def delivered_order(app, app_ctx, client, customer, admin, token_for):
         order = place_order_directly(db.session, customer.id, {product.id: quantity})
         db.session.refresh(order)
         order.payment.status = "COMPLETED"
+        order.payment.gateway_reference = f"pi_{uuid.uuid4().hex[:12]}"  # charged at the gateway
         db.session.commit()
         url = f"/orders/{order.id}/shipments"
         shipment = client.post(

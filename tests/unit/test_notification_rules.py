@@ -127,11 +127,23 @@ def test_a_shipment_e_mail_names_its_carrier_tracking_and_lines():
     assert "https://ups.example/1Z999" in email.text and "2 x Tea" in email.text
 
 
-def test_the_low_stock_e_mail_names_the_product_and_its_stock():
-    product = {"id": "p-1", "name": "Lamp", "stock": 3, "threshold": 5}
-    email = render_email("ProductLowStock", {"name": "Admin", "product": product})
-    assert email.subject == "Low stock: Lamp (3 left)"
-    assert "Lamp is low on stock: 3 left (threshold 5)" in email.text and "p-1" in email.text
+def test_an_admin_alert_without_an_order_says_what_it_is_about():
+    empty = {"id": "", "reference": "", "currency": "", "total": "0.00", "lines": []}
+    email = render_email(
+        "AdminAlerted",
+        {
+            "name": "Admin",
+            "order": empty,
+            "reason": None,
+            "payment_refund_pending": False,
+            "alert": "ProductLowStock",
+            "detail": "Lamp is low on stock: 3 left (threshold 5).",
+            "amount": None,
+            "payment_due_by": None,
+        },
+    )
+    assert email.subject == "[OMS alert] ProductLowStock"
+    assert "Lamp is low on stock: 3 left" in email.text and "Order" not in email.text
 
 
 def test_the_html_part_escapes_the_text():

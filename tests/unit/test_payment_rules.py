@@ -21,6 +21,7 @@ def payment(**fields: object) -> pay.Payment:
         "method": pay.CREDIT_CARD,
         "payment_token": "pm_card_visa",
         "attempts": 0,
+        "intent_id": None,
         "gateway_reference": None,
         "refund_reference": None,
         "failure_reason": None,
@@ -81,6 +82,24 @@ def test_a_voided_payment_after_an_unanswered_attempt_has_an_unknown_outcome(rea
 )
 def test_the_outcome_is_known_otherwise(state: dict[str, object]) -> None:
     assert not pay.outcome_unknown(payment(**state))
+
+
+def test_a_voided_payment_with_a_stored_intent_has_that_intent_cancelled() -> None:
+    voided = payment(status=pay.FAILED, failure_reason="PAYMENT_TIMEOUT", attempts=1, intent_id="pi_1")
+    assert pay.intent_to_void(voided) == "pi_1"
+
+
+@pytest.mark.parametrize(
+    "state",
+    [
+        {"status": pay.FAILED, "failure_reason": "ORDER_CANCELLED", "attempts": 1},  # no intent stored
+        {"status": pay.PENDING, "attempts": 1, "intent_id": "pi_1"},  # not voided
+        {"status": pay.FAILED, "failure_reason": "CARD_DECLINED", "attempts": 1, "intent_id": "pi_1"},
+        {"status": pay.COMPLETED, "attempts": 1, "intent_id": "pi_1", "gateway_reference": "pi_1"},
+    ],
+)
+def test_no_intent_to_cancel_otherwise(state: dict[str, object]) -> None:
+    assert pay.intent_to_void(payment(**state)) is None
 
 
 def test_the_retry_delay_grows_exponentially_with_full_jitter() -> None:
