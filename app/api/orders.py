@@ -28,8 +28,11 @@ blp = Blueprint(
     description=(
         "Checkout turns the caller's cart into an order in one transaction (stock locked in product-id "
         "order, checked for every line, reserved through the stock ledger; the cart emptied; the "
-        "payment created PENDING and charged by the worker). Status transitions: PLACED → SHIPPED "
-        "(admin; payment COMPLETED) → DELIVERED (admin); PLACED → CANCELLED (owner or admin: stock "
+        "payment created PENDING and charged by the worker) and keeps a snapshot of the shipping "
+        "address. Status transitions: PLACED → SHIPPED (admin; payment COMPLETED; follows the "
+        "shipments: SHIPPED once every unit has shipped, and PUT SHIPPED ships what is left) → "
+        "DELIVERED (admin; once every shipment is delivered); PLACED → CANCELLED (owner or admin, "
+        "while nothing has shipped: stock "
         "returned, a PENDING payment voided, a COMPLETED one refunded). `cancelReason`: "
         "CANCELLED_BY_CUSTOMER, CANCELLED_BY_ADMIN, PAYMENT_FAILED, PAYMENT_TIMEOUT, PAYMENT_REFUNDED. "
         "A deleted order is hidden from its owner (404) and kept for the books: admins still read and "
