@@ -162,6 +162,10 @@ class Settings:
     # The payment sandbox signs the events it sends with this (dev and tests only, SPEC §5.3).
     SANDBOX_WEBHOOK_SECRET: str = "whsec_sandbox"  # noqa: S105 (the sandbox's published test secret)
     FEATURE_CACHE_SECONDS: float = 5.0
+    # Days after a shipment's delivery during which its units may be returned (0: no returns).
+    RETURN_WINDOW_DAYS: int = 30
+    # A new product's low-stock threshold (SPEC §5.5; 0 turns the alert off).
+    LOW_STOCK_THRESHOLD: int = 5
     JWT_EXPIRES_SECONDS: int = 3600
     CURRENCY: str = "USD"
     LOG_LEVEL: str = "INFO"
@@ -270,6 +274,8 @@ class Settings:
             PAYMENT_DEFAULT_TOKEN=env.get("PAYMENT_DEFAULT_TOKEN", default_token),
             SANDBOX_WEBHOOK_SECRET=env.get("SANDBOX_WEBHOOK_SECRET") or cls.SANDBOX_WEBHOOK_SECRET,
             FEATURE_CACHE_SECONDS=_float(env, "FEATURE_CACHE_SECONDS", cls.FEATURE_CACHE_SECONDS),
+            RETURN_WINDOW_DAYS=_int(env, "RETURN_WINDOW_DAYS", cls.RETURN_WINDOW_DAYS, 0),
+            LOW_STOCK_THRESHOLD=_int(env, "LOW_STOCK_THRESHOLD", cls.LOW_STOCK_THRESHOLD, 0),
             JWT_EXPIRES_SECONDS=_int(env, "JWT_EXPIRES_SECONDS", cls.JWT_EXPIRES_SECONDS, 1),
             CURRENCY=(env.get("CURRENCY") or cls.CURRENCY).upper(),
             LOG_LEVEL=(env.get("LOG_LEVEL") or cls.LOG_LEVEL).upper(),

@@ -11,7 +11,7 @@ from apispec import BasePlugin
 from flask_smorest import Api
 from flask_smorest.utils import prepare_response
 
-from app.domain import catalogue, notifications, operations, orders, payments, users
+from app.domain import catalogue, fulfilment, notifications, operations, orders, payments, returns, users
 
 PROBLEM_JSON = "application/problem+json"
 
@@ -37,6 +37,11 @@ ENUM_COMPONENTS: dict[str, tuple[str, ...]] = {
     "AdminStockMovementReason": catalogue.ADMIN_MOVEMENT_REASONS,
     "ReconciliationStatus": (operations.RUNNING, operations.R_COMPLETED, operations.R_FAILED),
     "Role": users.ROLES,
+    "FulfillmentStatus": orders.FULFILLMENT_STATUSES,
+    "ShipmentStatus": fulfilment.SHIPMENT_STATUSES,
+    "ReturnStatus": returns.RETURN_STATUSES,
+    "ReturnReason": returns.RETURN_REASONS,
+    "ReturnDecisionStatus": returns.RETURN_DECISIONS,
 }
 
 

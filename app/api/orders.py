@@ -13,6 +13,7 @@ from flask_smorest import Blueprint
 from app.api.idempotency import IDEMPOTENCY_DOC, idempotent, replayed
 from app.api.schemas import MAX_MONEY, Money, PageArgsSchema, StrictSchema, page_body, page_of
 from app.api.security import authenticated, current_actor, subject_or_address
+from app.api.users import AddressSchema
 from app.domain.errors import ValidationFailed
 from app.domain.orders import ORDER_STATUSES, Order, OrderStatusChange
 from app.domain.payments import CREDIT_CARD, PAYMENT_METHODS
@@ -27,8 +28,11 @@ blp = Blueprint(
     description=(
         "Checkout turns the caller's cart into an order in one transaction (stock locked in product-id "
         "order, checked for every line, reserved through the stock ledger; the cart emptied; the "
-        "payment created PENDING and charged by the worker). Status transitions: PLACED → SHIPPED "
-        "(admin; payment COMPLETED) → DELIVERED (admin); PLACED → CANCELLED (owner or admin: stock "
+        "payment created PENDING and charged by the worker) and keeps a snapshot of the shipping "
+        "address. Status transitions: PLACED → SHIPPED (admin; payment COMPLETED; follows the "
+        "shipments: SHIPPED once every unit has shipped, and PUT SHIPPED ships what is left) → "
+        "DELIVERED (admin; once every shipment is delivered); PLACED → CANCELLED (owner or admin, "
+        "while nothing has shipped: stock "
         "returned, a PENDING payment voided, a COMPLETED one refunded). `cancelReason`: "
         "CANCELLED_BY_CUSTOMER, CANCELLED_BY_ADMIN, PAYMENT_FAILED, PAYMENT_TIMEOUT, PAYMENT_REFUNDED. "
         "A deleted order is hidden from its owner (404) and kept for the books: admins still read and "
@@ -54,6 +58,14 @@ class OrderItemSchema(ma.Schema):
     quantity = ma.fields.Integer(required=True)
     price = Money(attribute="unit_price", required=True, metadata={"description": "Unit price when ordered"})
     subtotal = Money(attribute="line_total", required=True)
+    quantityShipped = ma.fields.Integer(
+        attribute="quantity_shipped", required=True, metadata={"description": "Units that left in shipments"}
+    )
+    quantityReturned = ma.fields.Integer(
+        attribute="quantity_returned",
+        required=True,
+        metadata={"description": "Units of RECEIVED and REFUNDED returns"},
+    )
 
 
 class OrderPaymentSchema(ma.Schema):
@@ -82,6 +94,29 @@ class OrderSchema(ma.Schema):
         required=True,
         metadata={"description": "A declined order waits until then for POST /orders/{orderId}/payment"},
     )
+    shippingAddress = ma.fields.Nested(
+        AddressSchema,
+        attribute="shipping_address",
+        allow_none=True,
+        required=True,
+        metadata={
+            "description": "A snapshot taken at checkout (null only for orders placed before release 2)"
+        },
+    )
+    fulfillmentStatus = ma.fields.String(
+        attribute="fulfillment_status",
+        required=True,
+        metadata={
+            "enum_component": "FulfillmentStatus",
+            "description": "SHIPPED: every unit shipped; DELIVERED: every shipment delivered",
+        },
+    )
+    allowedTransitions = ma.fields.List(
+        ma.fields.String(metadata={"enum_component": "OrderStatus"}),
+        attribute="allowed_transitions",
+        required=True,
+        metadata={"description": "The statuses other than the current one that the caller may PUT now"},
+    )
 
 
 class OrderCreateSchema(StrictSchema):
@@ -99,6 +134,10 @@ class OrderCreateSchema(StrictSchema):
             "PAYMENT_DEFAULT_TOKEN, required where that is empty (production)",
             "example": "pm_card_visa",
         },
+    )
+    shippingAddress = ma.fields.Nested(
+        AddressSchema,
+        metadata={"description": "Where the order goes; default: the user's profile address (neither → 422)"},
     )
     expectedTotal = Money(
         validate=ma.validate.Range(min=0, max=MAX_MONEY),
@@ -207,8 +246,8 @@ class Orders(MethodView):
     @blp.alt_response(
         422,
         response="UNPROCESSABLE_ENTITY",
-        description="Invalid body, empty cart, missing paymentToken (production), invalid "
-        "Idempotency-Key or the key reused with a different body",
+        description="Invalid body, empty cart, no shippingAddress and no profile address, missing "
+        "paymentToken (production), invalid Idempotency-Key or the key reused with a different body",
     )
     @blp.alt_response(
         503,
@@ -239,6 +278,7 @@ class Orders(MethodView):
                 payment_method=data["paymentMethod"],
                 payment_token=token,
                 expected_total=data.get("expectedTotal"),
+                shipping_address=data.get("shippingAddress"),
             ),
             currency=current_app.config["CURRENCY"],
             feature_ttl=float(current_app.config["FEATURE_CACHE_SECONDS"]),
@@ -286,12 +326,14 @@ class OrderById(MethodView):
     @blp.alt_response(
         409,
         response="CONFLICT",
-        description="A transition the table does not allow (or SHIPPED before the payment is "
-        "COMPLETED), or a body version that does not match (currentVersion)",
+        description="A transition the table does not allow (SHIPPED before the payment is "
+        "COMPLETED; CANCELLED once part of the order has shipped), or a body version that does not "
+        "match (currentVersion)",
     )
     @blp.alt_response(412, response="PRECONDITION_FAILED", description="If-Match does not match the version")
     def put(self, data: dict[str, Any], order_id: uuid.UUID) -> Order:
-        """Change the status (the current status again: 200, nothing changes)."""
+        """Change the status (the current status again: 200, nothing changes). SHIPPED ships every
+        remaining unit as one shipment without tracking; DELIVERED delivers every shipment."""
         return service.update_status(
             current_actor(),
             order_id,

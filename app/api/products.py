@@ -49,6 +49,18 @@ def _price(**kwargs: Any) -> Money:
     )
 
 
+def _threshold(**kwargs: Any) -> ma.fields.Integer:
+    return ma.fields.Integer(
+        strict=True,
+        validate=ma.validate.Range(min=0, max=MAX_STOCK),
+        metadata={
+            "description": "Low-stock threshold: a stock change from above it to at or below it e-mails "
+            "the admins once (ProductLowStock); 0 turns it off. Default LOW_STOCK_THRESHOLD [5]"
+        },
+        **kwargs,
+    )
+
+
 class ProductSchema(ma.Schema):
     productId = ma.fields.UUID(attribute="id", required=True)
     productName = ma.fields.String(attribute="name", required=True)
@@ -56,6 +68,11 @@ class ProductSchema(ma.Schema):
     price = Money(required=True)
     currency = ma.fields.Method("_currency", metadata={"type": "string", "example": "USD"})
     stock = ma.fields.Integer(required=True)
+    lowStockThreshold = ma.fields.Integer(
+        attribute="low_stock_threshold",
+        required=True,
+        metadata={"description": "At or below this stock the admins are alerted (0: never)"},
+    )
 
     def _currency(self, _: Product) -> str:
         return str(current_app.config["CURRENCY"])
@@ -71,6 +88,7 @@ class ProductCreateSchema(StrictSchema):
         validate=ma.validate.Range(min=0, max=MAX_STOCK),
         metadata={"description": "Initial stock, recorded as the first RESTOCK movement"},
     )
+    lowStockThreshold = _threshold()
 
 
 class ProductUpdateSchema(StrictSchema):
@@ -79,6 +97,7 @@ class ProductUpdateSchema(StrictSchema):
     productName = _product_name(attribute="name")
     description = _description()
     price = _price()
+    lowStockThreshold = _threshold(attribute="low_stock_threshold")
 
 
 class ProductListArgsSchema(PageArgsSchema):
@@ -134,7 +153,12 @@ class Products(MethodView):
     def post(self, data: dict[str, Any]) -> tuple[Product, dict[str, str]]:
         """Create a product (admin); its initial stock is its first stock movement."""
         product = service.create_product(
-            current_actor(), data["name"], data["description"], data["price"], data["stock"]
+            current_actor(),
+            data["name"],
+            data["description"],
+            data["price"],
+            data["stock"],
+            data.get("lowStockThreshold", int(current_app.config["LOW_STOCK_THRESHOLD"])),
         )
         return product, {"Location": url_for("products.ProductById", product_id=product.id)}
 
@@ -151,7 +175,8 @@ class ProductById(MethodView):
     @blp.arguments(ProductUpdateSchema)
     @blp.response(200, ProductSchema)
     def patch(self, data: dict[str, Any], product_id: uuid.UUID) -> Product:
-        """Edit a product's name, description or price (admin); stock changes by movements."""
+        """Edit a product's name, description, price or low-stock threshold (admin); stock changes by
+        movements."""
         return service.update_product(current_actor(), product_id, data)
 
 
@@ -166,3 +191,14 @@ class StockMovements(MethodView):
         return service.record_stock_movement(
             current_actor(), product_id, data["delta"], data["reason"], data.get("note")
         )
+
+
+@blp.route("/admin/low-stock")
+class LowStock(MethodView):
+    @admin_only
+    @blp.arguments(PageArgsSchema, location="query", as_kwargs=True)
+    @blp.response(200, page_of(ProductSchema))
+    def get(self, page: int, pageSize: int) -> dict[str, Any]:
+        """Products at or below their low-stock threshold, lowest stock first (admin)."""
+        products, total = service.list_low_stock(current_actor(), page, pageSize)
+        return page_body(products, total, page, pageSize)

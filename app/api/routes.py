@@ -20,6 +20,8 @@ def register_blueprints(api: Api) -> None:
         payments,
         products,
         reconciliations,
+        returns,
+        shipments,
         users,
         webhooks,
     )
@@ -30,5 +32,5 @@ def register_blueprints(api: Api) -> None:
         api.register_blueprint(blueprint)
     for blueprint in (carts.blp, orders.blp):
         api.register_blueprint(blueprint)
-    for blueprint in (payments.blp, webhooks.blp):
+    for blueprint in (payments.blp, webhooks.blp, shipments.blp, returns.blp):
         api.register_blueprint(blueprint)

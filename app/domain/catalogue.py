@@ -11,12 +11,20 @@ from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.domain.base import Base, new_id, utcnow
+from app.domain.events import ProductLowStock
 
 REASON_RESTOCK = "RESTOCK"
 REASON_ADJUSTMENT = "ADJUSTMENT"
 REASON_ORDER_RESERVE = "ORDER_RESERVE"
 REASON_ORDER_RELEASE = "ORDER_RELEASE"
-MOVEMENT_REASONS = (REASON_RESTOCK, REASON_ADJUSTMENT, REASON_ORDER_RESERVE, REASON_ORDER_RELEASE)
+REASON_RETURN = "RETURN"  # returned units put back into stock (SPEC §5.2)
+MOVEMENT_REASONS = (
+    REASON_RESTOCK,
+    REASON_ADJUSTMENT,
+    REASON_ORDER_RESERVE,
+    REASON_ORDER_RELEASE,
+    REASON_RETURN,
+)
 ADMIN_MOVEMENT_REASONS = (REASON_RESTOCK, REASON_ADJUSTMENT)
 
 
@@ -32,6 +40,8 @@ class Product(Base):
     description: Mapped[str] = mapped_column(Text, default="", server_default="")
     price: Mapped[Decimal] = mapped_column(Numeric(12, 2))
     stock: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # At or below this the product is low on stock (SPEC §5.5); 0 turns the alert off.
+    low_stock_threshold: Mapped[int] = mapped_column(Integer, default=5, server_default="5")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
 
@@ -42,7 +52,8 @@ class StockMovement(Base):
     __tablename__ = "stock_movements"
     __table_args__ = (
         CheckConstraint(
-            "reason IN ('RESTOCK', 'ADJUSTMENT', 'ORDER_RESERVE', 'ORDER_RELEASE')", name="reason"
+            "reason IN ('RESTOCK', 'ADJUSTMENT', 'ORDER_RESERVE', 'ORDER_RELEASE', 'RETURN')",
+            name="reason_r2",
         ),
         CheckConstraint("stock_after >= 0", name="stock_after_non_negative"),
         Index("ix_stock_movements_product_id", "product_id"),
@@ -58,6 +69,17 @@ class StockMovement(Base):
     order_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
     actor_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+def crosses_low_stock(before: int, after: int, threshold: int | None) -> bool:
+    """From above the threshold to at or below it (a threshold of 0 never alerts)."""
+    if not threshold or threshold <= 0:
+        return False
+    return before > threshold >= after
+
+
+def is_low_on_stock(product: Product) -> bool:
+    return bool(product.low_stock_threshold) and product.stock <= product.low_stock_threshold
 
 
 class StockWouldGoNegative(ValueError):
@@ -81,13 +103,25 @@ def change_stock(
 ) -> StockMovement:
     """Apply ``delta`` to a product (already locked by the caller) and return its ledger row.
 
-    Every stock change goes through here, so ``stock == sum(movements.delta)`` always holds.
+    Every stock change goes through here, so ``stock == sum(movements.delta)`` always holds. A
+    change that takes the product from above its low-stock threshold to at or below it records
+    ``ProductLowStock`` on the product: once per crossing, since the caller holds the row lock.
     """
     if reason not in MOVEMENT_REASONS:
         raise ValueError(f"unknown stock movement reason {reason!r}")
     if product.stock + delta < 0:
         raise StockWouldGoNegative(product.id, -delta, product.stock)
+    before = product.stock
     product.stock += delta
+    if crosses_low_stock(before, product.stock, product.low_stock_threshold):
+        product.events.append(
+            ProductLowStock(
+                product_id=str(product.id),
+                product_name=product.name,
+                stock=product.stock,
+                low_stock_threshold=product.low_stock_threshold,
+            )
+        )
     return StockMovement(
         id=new_id(),
         product_id=product.id,

@@ -137,3 +137,24 @@ class ServiceUnavailable(DomainError):
 class FeatureDisabled(ServiceUnavailable):
     title = "Feature disabled"
     slug = "feature-disabled"
+
+
+class ShipmentTooLarge(Conflict):
+    """``errors`` lists ``{productId, requested, remaining}`` for every line above what is left to ship."""
+
+    title = "More than is left to ship"
+    slug = "shipment-too-large"
+
+    def __init__(self, lines: list[dict[str, Any]], detail: str | None = None) -> None:
+        super().__init__(detail or "A quantity is above what is left to ship", errors=lines)
+
+
+class ReturnTooLarge(Conflict):
+    """``errors`` lists ``{productId, requested, returnable}`` for every line above what may be returned
+    (units not delivered, already returned, or delivered longer ago than the return window)."""
+
+    title = "More than is returnable"
+    slug = "return-too-large"
+
+    def __init__(self, lines: list[dict[str, Any]], detail: str | None = None) -> None:
+        super().__init__(detail or "A quantity is above what may be returned", errors=lines)

@@ -89,14 +89,24 @@ class PaymentRetried(Event):
 
 @dataclass(frozen=True)
 class OrderShipped(Event):
+    """One per shipment (SPEC §5.1), naming its carrier and tracking number (None for a shipment
+    made by ``PUT /orders/{id}`` SHIPPED, or for events recorded before shipments existed)."""
+
     order_id: str
     user_id: str
+    shipment_id: str | None = None
+    carrier: str | None = None
+    tracking_number: str | None = None
+    tracking_url: str | None = None
 
 
 @dataclass(frozen=True)
 class OrderDelivered(Event):
+    """The last shipment of the order was delivered (the order is DELIVERED)."""
+
     order_id: str
     user_id: str
+    shipment_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -211,3 +221,38 @@ class PaymentDisputeClosed(Event):
     status: str
     reason: str
     amount: str
+
+
+@dataclass(frozen=True)
+class ReturnRequested(Event):
+    order_id: str
+    user_id: str
+    return_id: str
+    refund_amount: str
+
+
+@dataclass(frozen=True)
+class ReturnReceived(Event):
+    order_id: str
+    user_id: str
+    return_id: str
+    refund_amount: str
+    restocked: bool
+
+
+@dataclass(frozen=True)
+class ReturnRefunded(Event):
+    order_id: str
+    user_id: str
+    return_id: str
+    refund_amount: str
+
+
+@dataclass(frozen=True)
+class ProductLowStock(Event):
+    """A stock change took the product from above its threshold to at or below it (SPEC §5.5)."""
+
+    product_id: str
+    product_name: str
+    stock: int
+    low_stock_threshold: int

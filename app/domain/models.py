@@ -3,11 +3,13 @@
 from app.domain.accounts import AccountToken
 from app.domain.carts import Cart, CartItem
 from app.domain.catalogue import Product, StockMovement
+from app.domain.fulfilment import Shipment, ShipmentItem
 from app.domain.notifications import Notification
 from app.domain.operations import Feature, Reconciliation
 from app.domain.orders import IdempotencyKey, Order, OrderItem, OrderStatusChange
 from app.domain.outbox import OutboxMessage
 from app.domain.payments import GatewayEvent, Payment, Refund
+from app.domain.returns import Return, ReturnItem
 from app.domain.users import User
 
 __all__ = [
@@ -26,6 +28,10 @@ __all__ = [
     "Product",
     "Reconciliation",
     "Refund",
+    "Return",
+    "ReturnItem",
+    "Shipment",
+    "ShipmentItem",
     "StockMovement",
     "User",
 ]

@@ -39,7 +39,7 @@ from app.domain.catalogue import (
     change_stock,
 )
 from app.domain.errors import Forbidden, InsufficientStock, InvalidTransition, NotFound, ValidationFailed
-from app.domain.events import OrderCancelled, OrderDelivered, OrderPlaced, OrderShipped, RefundRequested
+from app.domain.events import OrderCancelled, OrderPlaced, RefundRequested
 
 
 class OrderStatus(StrEnum):
@@ -98,6 +98,10 @@ class Order(Base):
     # A declined order waits for another payment attempt until then (PAYMENT_RETRY_WINDOW_SECONDS).
     payment_due_by: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+    # Where the order goes: a snapshot of ``{line1, line2?, city, postalCode, country}`` taken at
+    # checkout, so later profile changes or an erasure of the user leave it as it was (SPEC §5.1).
+    # None only for orders placed before release 2.
+    shipping_address: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
 
     # Every ORM UPDATE of an order is a compare-and-set: ``… WHERE version = <the version read>``
     # (StaleDataError when someone else changed it first). The version is bumped explicitly.
@@ -120,6 +124,7 @@ class Order(Base):
         payment_method: str,
         payment_token: str,
         actor: Actor,
+        shipping_address: Mapping[str, Any] | None = None,
     ) -> Placement:
         """The factory: cart lines + locked products → order, items, payment, ledger rows, event.
 
@@ -147,6 +152,7 @@ class Order(Base):
             currency=currency,
             version=1,
             updated_at=now,
+            shipping_address=dict(shipping_address) if shipping_address is not None else None,
         )
         movements: list[StockMovement] = []
         total = Decimal("0.00")
@@ -162,6 +168,8 @@ class Order(Base):
                     quantity=line.quantity,
                     unit_price=product.price,
                     line_total=subtotal,
+                    quantity_shipped=0,
+                    quantity_returned=0,
                 )
             )
             movements.append(
@@ -213,11 +221,9 @@ class Order(Base):
         self.status = target
         self.version += 1
         self.updated_at = now
-        if target == SHIPPED:
-            self.events.append(OrderShipped(order_id=str(self.id), user_id=str(self.user_id)))
-        elif target == DELIVERED:
-            self.events.append(OrderDelivered(order_id=str(self.id), user_id=str(self.user_id)))
-        elif target == CANCELLED:
+        # SHIPPED and DELIVERED follow the shipments (``app.domain.fulfilment``), which record
+        # ``OrderShipped`` per shipment and ``OrderDelivered`` for the last delivery.
+        if target == CANCELLED:
             self.cancel_reason = reason
             self.events.append(
                 OrderCancelled(order_id=str(self.id), user_id=str(self.user_id), reason=reason)
@@ -242,6 +248,8 @@ class Order(Base):
             return None
         if self.status != PLACED:
             raise InvalidTransition(f"An order in status {self.status} cannot be cancelled")
+        if self.units_shipped:
+            raise InvalidTransition("Part of the order has shipped: units have left, it cannot be cancelled")
         movements = [
             change_stock(
                 products[item.product_id],
@@ -271,6 +279,47 @@ class Order(Base):
         change = self.move_to(CANCELLED, actor=actor, reason=reason, now=now)
         return Cancellation(change=change, movements=movements)
 
+    @property
+    def units_shipped(self) -> int:
+        return sum(item.quantity_shipped or 0 for item in self.items)
+
+    def remaining_to_ship(self) -> dict[uuid.UUID, int]:
+        """Units of each product not shipped yet (0 for a fully shipped line)."""
+        return {item.product_id: item.quantity - (item.quantity_shipped or 0) for item in self.items}
+
+    @property
+    def fulfillment_status(self) -> str:
+        """UNFULFILLED, PARTIALLY_SHIPPED, SHIPPED (every unit shipped) or DELIVERED (every shipment
+        delivered). Orders shipped before shipments existed follow their status."""
+        if self.status in (SHIPPED, DELIVERED):
+            return str(self.status)
+        shipped = self.units_shipped
+        if shipped == 0:
+            return FulfillmentStatus.UNFULFILLED
+        if all((item.quantity_shipped or 0) >= item.quantity for item in self.items):
+            return FulfillmentStatus.SHIPPED
+        return FulfillmentStatus.PARTIALLY_SHIPPED
+
+    @property
+    def allowed_transitions(self) -> list[str] | None:
+        """What ``allowedTransitions`` shows: set by ``view_for`` for the caller who reads it."""
+        return self.__dict__.get("_allowed_transitions")  # type: ignore[no-any-return]
+
+    def view_for(self, actor: Actor) -> Order:
+        """Remember which statuses this caller may ``PUT`` now (``allowedTransitions``)."""
+        self.__dict__["_allowed_transitions"] = allowed_transitions(self, actor)
+        return self
+
+
+class FulfillmentStatus(StrEnum):
+    UNFULFILLED = "UNFULFILLED"
+    PARTIALLY_SHIPPED = "PARTIALLY_SHIPPED"
+    SHIPPED = "SHIPPED"
+    DELIVERED = "DELIVERED"
+
+
+FULFILLMENT_STATUSES = tuple(FulfillmentStatus)
+
 
 class OrderItem(Base):
     __tablename__ = "order_items"
@@ -286,6 +335,10 @@ class OrderItem(Base):
     quantity: Mapped[int] = mapped_column(Integer)
     unit_price: Mapped[Decimal] = mapped_column(Numeric(12, 2))
     line_total: Mapped[Decimal] = mapped_column(Numeric(12, 2))
+    # Units that left in shipments, and units back through RECEIVED or REFUNDED returns; both change
+    # only under the order's row lock (app.domain.fulfilment, app.domain.returns).
+    quantity_shipped: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    quantity_returned: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class OrderStatusChange(Base):
@@ -355,6 +408,12 @@ def _payment_completed(order: Order) -> str | None:
     return None
 
 
+def _nothing_shipped(order: Order) -> str | None:
+    if order.units_shipped:
+        return "Part of the order has shipped: units have left, it cannot be cancelled"
+    return None
+
+
 @dataclass(frozen=True)
 class Transition:
     roles: frozenset[str]
@@ -365,7 +424,7 @@ class Transition:
 TRANSITIONS: dict[tuple[str, str], Transition] = {
     (PLACED, SHIPPED): Transition(frozenset({ROLE_ADMIN, ROLE_SYSTEM}), (_payment_completed,)),
     (SHIPPED, DELIVERED): Transition(frozenset({ROLE_ADMIN, ROLE_SYSTEM})),
-    (PLACED, CANCELLED): Transition(frozenset({ROLE_OWNER, ROLE_ADMIN, ROLE_SYSTEM})),
+    (PLACED, CANCELLED): Transition(frozenset({ROLE_OWNER, ROLE_ADMIN, ROLE_SYSTEM}), (_nothing_shipped,)),
 }
 
 
@@ -406,6 +465,20 @@ def plan_transition(order: Order, target: str, actor: Actor) -> bool:
         if problem:
             raise InvalidTransition(problem)
     return True
+
+
+def allowed_transitions(order: Order, actor: Actor) -> list[str]:
+    """The statuses other than the current one that this actor may ``PUT`` now (SPEC §5.1)."""
+    roles = roles_of(actor, order)
+    allowed = []
+    for target in ORDER_STATUSES:
+        transition = TRANSITIONS.get((order.status, target))
+        if transition is None or not roles & transition.roles:
+            continue
+        if any(guard(order) for guard in transition.guards):
+            continue
+        allowed.append(str(target))
+    return allowed
 
 
 def visible_order(actor: Actor, order: Order | None) -> Order:

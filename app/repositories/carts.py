@@ -53,10 +53,21 @@ class CartRepository:
         stmt = select(Cart.id).where(Cart.user_id == user_id).with_for_update(read=True)
         return self.session.scalar(stmt)
 
-    def lock_for_checkout(self, user_id: uuid.UUID) -> uuid.UUID | None:
-        """``FOR UPDATE`` on the cart row: one checkout of a cart at a time, and no edits meanwhile."""
-        stmt = select(Cart.id).where(Cart.user_id == user_id).with_for_update()
-        return self.session.scalar(stmt)
+    def lock_for_checkout(self, user_id: uuid.UUID) -> tuple[uuid.UUID, dict[str, Any] | None] | None:
+        """``FOR UPDATE`` on the cart row: one checkout of a cart at a time, and no edits meanwhile.
+
+        With it, in the same statement, the user's profile address (the order's default shipping
+        address). None when the user has no cart."""
+        stmt = (
+            select(Cart.id, User.address)
+            .join(User, User.id == Cart.user_id)
+            .where(Cart.user_id == user_id)
+            .with_for_update(of=Cart)
+        )
+        row = self.session.execute(stmt).first()
+        if row is None:
+            return None
+        return row[0], row[1]
 
     def add_quantity(
         self, cart_id: uuid.UUID, product_id: uuid.UUID, quantity: int, limit: int

@@ -22,8 +22,12 @@ _PRODUCT_BY_ID = select(Product).where(Product.id == bindparam("product_id"))
 
 
 class ProductRepository:
+    """Products record ``ProductLowStock`` when a stock change crosses their threshold: every product
+    locked or added here is in ``seen``, where the unit of work collects the events on commit."""
+
     def __init__(self, session: Session) -> None:
         self.session = session
+        self.seen: list[Product] = []
 
     def get(self, product_id: uuid.UUID) -> Product | None:
         # A statement built once: ``Session.get`` built, annotated and keyed a new SELECT on every
@@ -35,7 +39,10 @@ class ProductRepository:
         """``SELECT … FOR UPDATE`` one product (the row lock serialises its stock changes)."""
         stmt = select(Product).where(Product.id == product_id).with_for_update()
         # populate_existing: a row already in the session is refreshed with the locked values.
-        return self.session.scalars(stmt.execution_options(populate_existing=True)).first()
+        product = self.session.scalars(stmt.execution_options(populate_existing=True)).first()
+        if product is not None:
+            self.seen.append(product)
+        return product
 
     def lock_many(self, product_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, Product]:
         """Lock products in id order in one statement, so concurrent checkouts never deadlock."""
@@ -44,12 +51,15 @@ class ProductRepository:
             return {}
         stmt = select(Product).where(Product.id.in_(ids)).order_by(Product.id).with_for_update()
         # populate_existing: a row already in the session is refreshed with the locked values.
-        return {p.id: p for p in self.session.scalars(stmt.execution_options(populate_existing=True))}
+        locked = {p.id: p for p in self.session.scalars(stmt.execution_options(populate_existing=True))}
+        self.seen.extend(locked.values())
+        return locked
 
     def add(self, product: Product) -> None:
         """Insert a new product now (flush): its ledger rows reference it."""
         self.session.add(product)
         self.session.flush()
+        self.seen.append(product)
 
     def save_stock(self, products: Iterable[Product]) -> None:
         """Write the locked products' new stock with one plain UPDATE, instead of the ORM's
@@ -66,6 +76,19 @@ class ProductRepository:
         for product in changed:
             set_committed_value(product, "stock", product.stock)
             set_committed_value(product, "updated_at", now)
+
+    def low_stock(self, page: int, page_size: int) -> tuple[list[Product], int]:
+        """Products at or below their threshold (0: no alert), lowest stock first."""
+        where = (Product.low_stock_threshold > 0) & (Product.stock <= Product.low_stock_threshold)
+        total = self.session.scalar(select(func.count()).select_from(Product).where(where)) or 0
+        rows = self.session.scalars(
+            select(Product)
+            .where(where)
+            .order_by(Product.stock, Product.name, Product.id)
+            .limit(page_size)
+            .offset((page - 1) * page_size)
+        )
+        return list(rows), int(total)
 
     def existing_names(self, names: Iterable[str]) -> set[str]:
         """Which of these product names are already in the catalogue."""

@@ -11,6 +11,7 @@ from sqlalchemy import and_, func, or_, select, text
 from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.orm import Session
 
+from app.domain.fulfilment import Shipment, ShipmentItem
 from app.domain.notifications import N_FAILED, N_PENDING, NO_RECIPIENT, Notification
 from app.domain.orders import Order, OrderItem
 from app.domain.payments import Payment
@@ -163,6 +164,20 @@ class NotificationRepository:
 
     def user(self, user_id: uuid.UUID) -> User | None:
         return self.session.get(User, user_id)
+
+    def shipment_lines(self, shipment_id: uuid.UUID) -> list[tuple[str, int]]:
+        """(product name, units) of one shipment, by name."""
+        stmt = (
+            select(OrderItem.product_name, ShipmentItem.quantity)
+            .join(Shipment, Shipment.id == ShipmentItem.shipment_id)
+            .join(
+                OrderItem,
+                (OrderItem.order_id == Shipment.order_id) & (OrderItem.product_id == ShipmentItem.product_id),
+            )
+            .where(ShipmentItem.shipment_id == shipment_id)
+            .order_by(OrderItem.product_name)
+        )
+        return [(name, int(quantity)) for name, quantity in self.session.execute(stmt)]
 
     def order_facts(self, order_id: uuid.UUID) -> OrderFacts | None:
         """The order with its items (by name) and payment, in one joined statement."""

@@ -23,7 +23,9 @@ from app.services.unit_of_work import ReadOnlyUnitOfWork, UnitOfWork
 # What an admin may bring the stock of one product up to (restocks and creation alike).
 MAX_STOCK = 1_000_000
 INITIAL_STOCK_NOTE = "initial stock"
-EDITABLE_FIELDS = frozenset({"name", "description", "price"})
+# The API passes LOW_STOCK_THRESHOLD (app.config); this is its default.
+DEFAULT_LOW_STOCK_THRESHOLD = 5
+EDITABLE_FIELDS = frozenset({"name", "description", "price", "low_stock_threshold"})
 
 
 def get_product(product_id: uuid.UUID) -> Product:
@@ -40,14 +42,27 @@ def list_products(q: str | None, page: int, page_size: int) -> tuple[list[Produc
         return uow.products.search(q, page, page_size)
 
 
-def create_product(actor: Actor, name: str, description: str, price: Decimal, stock: int) -> Product:
+def create_product(
+    actor: Actor,
+    name: str,
+    description: str,
+    price: Decimal,
+    stock: int,
+    low_stock_threshold: int = DEFAULT_LOW_STOCK_THRESHOLD,
+) -> Product:
     """A new product; an initial stock is the product's first ledger row (RESTOCK)."""
     actor.require_staff()
     if not 0 <= stock <= MAX_STOCK:
         raise ValidationFailed("The stock is out of range", {"stock": [f"Between 0 and {MAX_STOCK}."]})
     with UnitOfWork() as uow:
         product = Product(
-            id=new_id(), name=name, description=description, price=price, stock=0, created_at=utcnow()
+            id=new_id(),
+            name=name,
+            description=description,
+            price=price,
+            stock=0,
+            low_stock_threshold=low_stock_threshold,
+            created_at=utcnow(),
         )
         uow.products.add(product)
         if stock:
@@ -57,6 +72,13 @@ def create_product(actor: Actor, name: str, description: str, price: Decimal, st
             uow.stock_ledger.add(movement)
         uow.commit()
     return product
+
+
+def list_low_stock(actor: Actor, page: int, page_size: int) -> tuple[list[Product], int]:
+    """Admin: products at or below their low-stock threshold, lowest stock first (SPEC §5.5)."""
+    actor.require_staff()
+    with ReadOnlyUnitOfWork() as uow:
+        return uow.products.low_stock(page, page_size)
 
 
 def update_product(actor: Actor, product_id: uuid.UUID, changes: Mapping[str, Any]) -> Product:

@@ -10,6 +10,7 @@ from app.domain import events
 from app.services.dispatch import Handler
 from app.services.notifications import alert_admins, notify_customer
 from app.services.payments import on_order_cancelled, on_order_placed, on_payment_retried, on_refund_requested
+from app.services.returns import on_refund_succeeded
 
 EVENT_HANDLERS: dict[type[events.Event], list[Handler]] = {
     # Money first: a failing notification must not delay a charge or a refund.
@@ -31,5 +32,9 @@ EVENT_HANDLERS: dict[type[events.Event], list[Handler]] = {
     events.PaymentPartiallyRefunded: [notify_customer],
     events.RefundFailed: [alert_admins],
     events.AdminAlerted: [notify_customer],
-    # RefundSucceeded: no handler here yet (the returns feature marks its return REFUNDED on it).
+    events.RefundSucceeded: [on_refund_succeeded],
+    events.ReturnRequested: [notify_customer],
+    events.ReturnReceived: [notify_customer],
+    events.ReturnRefunded: [notify_customer],
+    events.ProductLowStock: [alert_admins],
 }

@@ -30,10 +30,15 @@ from app.domain.events import (
     AdminAlerted,
     Event,
     OrderCancelled,
+    OrderShipped,
     PaymentDisputeClosed,
     PaymentDisputed,
     PaymentFailed,
+    ProductLowStock,
     RefundFailed,
+    ReturnReceived,
+    ReturnRefunded,
+    ReturnRequested,
 )
 from app.domain.notifications import (
     CHANNEL_EMAIL,
@@ -46,7 +51,7 @@ from app.domain.notifications import (
 )
 from app.domain.payments import COMPLETED, REFUNDED
 from app.log import get_logger
-from app.repositories.notifications import OrderFacts
+from app.repositories.notifications import NotificationRepository, OrderFacts
 from app.services.dispatch import EventContext
 from app.services.unit_of_work import ReadOnlyUnitOfWork, UnitOfWork
 
@@ -101,6 +106,8 @@ def record_notification(uow: UnitOfWork, event: Event, event_id: int) -> Notific
         context = {"name": user.name, "token": TOKEN_MASK, "ttl_minutes": max(1, ttl_seconds // 60)}
     else:
         context = _template_context(event, user.name, facts)
+    if isinstance(event, OrderShipped):
+        context["shipment"] = _shipment_context(repo, event, facts)
     rendered = render_email(event.name, context)
     now = utcnow()
     recipient = user.email if user.deleted_at is None else None
@@ -148,7 +155,7 @@ def _template_context(event: Event, name: str | None, facts: OrderFacts | None) 
     reason = None
     if isinstance(event, OrderCancelled | PaymentFailed):
         reason = event.reason
-    return {
+    context: dict[str, Any] = {
         "name": name,
         "order": order,
         "reason": reason,
@@ -157,6 +164,24 @@ def _template_context(event: Event, name: str | None, facts: OrderFacts | None) 
         "alert": getattr(event, "alert", None),
         "detail": getattr(event, "detail", None),
         "payment_due_by": getattr(event, "payment_due_by", None),
+    }
+    if isinstance(event, ReturnRequested | ReturnReceived | ReturnRefunded):
+        context["ret"] = {"id": event.return_id, "refund_amount": _money(Decimal(event.refund_amount))}
+    return context
+
+
+def _shipment_context(
+    repo: NotificationRepository, event: OrderShipped, facts: OrderFacts | None
+) -> dict[str, Any]:
+    """Carrier and tracking, and the lines of the shipment when it is only part of the order."""
+    lines = repo.shipment_lines(uuid.UUID(event.shipment_id)) if event.shipment_id else []
+    ordered = sum(item.quantity for item in facts.items) if facts is not None else 0
+    partial = bool(lines) and sum(quantity for _, quantity in lines) < ordered
+    return {
+        "carrier": event.carrier,
+        "tracking_number": event.tracking_number,
+        "tracking_url": event.tracking_url,
+        "lines": [{"name": name, "quantity": quantity} for name, quantity in lines] if partial else [],
     }
 
 
@@ -191,6 +216,12 @@ def _alert_detail(event: Event) -> str:
         return f"refund {event.refund_id} of {event.amount} failed at the gateway: {reason}"
     if isinstance(event, PaymentDisputed | PaymentDisputeClosed):
         return f"dispute of {event.amount}: status {event.status}, reason {event.reason}"
+    if isinstance(event, ProductLowStock):
+        return (
+            f"{event.product_name} is low on stock: {event.stock} left (threshold "
+            f"{event.low_stock_threshold}). Product {event.product_id}: restock it with POST "
+            f"/products/{event.product_id}/stock-movements; GET /admin/low-stock lists every such product."
+        )
     return ", ".join(f"{k}={v}" for k, v in event.to_payload().items() if k not in ("user_id",))
 
 

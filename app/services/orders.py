@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy.orm.exc import StaleDataError
 
@@ -22,9 +23,12 @@ from app.domain.errors import (
     ValidationFailed,
     VersionConflict,
 )
+from app.domain.fulfilment import deliver_all, ship
 from app.domain.orders import (
     CANCELLED,
+    DELIVERED,
     PLACED,
+    SHIPPED,
     Order,
     OrderStatusChange,
     authorize_transition,
@@ -55,6 +59,8 @@ class CheckoutRequest:
     payment_token: str
     # The total the customer saw; None accepts whatever the current prices make.
     expected_total: Decimal | None = None
+    # Where the order goes; None: the user's profile address (neither → ValidationFailed).
+    shipping_address: Mapping[str, Any] | None = None
 
 
 def _reject_foreign(actor: Actor, detail: str) -> DomainError:
@@ -88,9 +94,16 @@ def _checkout(actor: Actor, request: CheckoutRequest, *, currency: str, claim: C
     """Lock the cart, then its products in id order; check every line; reserve; write; empty the cart."""
 
     def transaction(uow: UnitOfWork) -> Order:
-        cart_id = uow.carts.lock_for_checkout(request.user_id)
-        if cart_id is None or cart_id != request.cart_id:
+        locked = uow.carts.lock_for_checkout(request.user_id)
+        if locked is None or locked[0] != request.cart_id:
             raise _reject_foreign(actor, "The cart was not found")
+        cart_id, profile_address = locked
+        shipping_address = request.shipping_address or profile_address
+        if not shipping_address:
+            raise ValidationFailed(
+                "There is no address to ship to",
+                {"shippingAddress": ["Required: the user's profile has no address."]},
+            )
         lines = uow.carts.lines(cart_id)
         if not lines:
             raise ValidationFailed("The cart is empty", {"cartId": ["The cart is empty."]})
@@ -104,7 +117,9 @@ def _checkout(actor: Actor, request: CheckoutRequest, *, currency: str, claim: C
             payment_method=request.payment_method,
             payment_token=request.payment_token,
             actor=actor,
+            shipping_address=shipping_address,
         )
+        placement.order.view_for(actor)
         total = placement.order.total_amount
         if request.expected_total is not None and total != request.expected_total:
             raise TotalChanged(request.expected_total, total)
@@ -131,7 +146,7 @@ def get_order(actor: Actor, order_id: uuid.UUID) -> Order:
     """The order with its items and payment (a fixed number of statements, however many lines);
     its statements run without a transaction."""
     with ReadOnlyUnitOfWork() as uow:
-        return visible_order(actor, uow.orders.get(order_id))
+        return visible_order(actor, uow.orders.get(order_id)).view_for(actor)
 
 
 def list_orders(
@@ -148,13 +163,14 @@ def list_orders(
             raise NotFound("The user was not found")
         user_id = actor.user_id
     with ReadOnlyUnitOfWork() as uow:
-        return uow.orders.search(
+        orders, total = uow.orders.search(
             user_id=user_id,
             status=status,
             include_deleted=actor.is_staff,
             page=page,
             page_size=page_size,
         )
+    return [order.view_for(actor) for order in orders], total
 
 
 def order_history(actor: Actor, order_id: uuid.UUID) -> list[OrderStatusChange]:
@@ -191,7 +207,9 @@ def update_status(
         return VersionConflict(current)
 
     def transaction(uow: UnitOfWork) -> Order:
-        order = visible_order(actor, uow.orders.get(order_id))
+        # SHIPPED and DELIVERED go through the shipments, which change under the order's row lock.
+        fulfils = target in (SHIPPED, DELIVERED)
+        order = visible_order(actor, uow.orders.lock(order_id) if fulfils else uow.orders.get(order_id))
         authorize_transition(order, target, actor)
         if if_match is not None and order.version not in if_match:
             raise PreconditionFailed(f"If-Match does not match the order's version {order.version}")
@@ -205,6 +223,26 @@ def update_status(
                 apply_cancellation(
                     uow, order_id, actor, cancel_reason_for(actor), expected_version=read_version
                 )
+            elif target == SHIPPED:
+                # Every remaining unit as one shipment without tracking (SPEC §5.1).
+                uow.orders.lock_payment(order_id)
+                shipped = ship(
+                    order,
+                    None,
+                    carrier=None,
+                    tracking_number=None,
+                    tracking_url=None,
+                    actor=actor,
+                    now=utcnow(),
+                )
+                uow.shipments.add(shipped.shipment)
+                if shipped.change is not None:
+                    uow.orders.add_history(shipped.change)
+                uow.orders.save()
+            elif target == DELIVERED:
+                change = deliver_all(order, uow.shipments.for_order(order_id), actor=actor, now=utcnow())
+                uow.orders.add_history(change)
+                uow.orders.save()
             else:
                 uow.orders.add_history(order.move_to(target, actor=actor, reason=None, now=utcnow()))
                 uow.orders.save()

@@ -147,6 +147,6 @@ def settle_refund(
     )
     if after == pay.REFUNDED and before != pay.REFUNDED:
         order = uow.orders.lock(payment.order_id)
-        if order is not None and order.status == PLACED:
+        if order is not None and order.status == PLACED and not order.units_shipped:
             apply_cancellation(uow, payment.order_id, SYSTEM, PAYMENT_REFUNDED)
     return True

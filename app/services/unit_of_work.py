@@ -34,6 +34,7 @@ from app.repositories.accounts import AccountTokenRepository
 from app.repositories.carts import CartRepository
 from app.repositories.catalogue import ProductRepository, StockLedgerRepository
 from app.repositories.features import FeatureRepository
+from app.repositories.fulfilment import ReturnRepository, ShipmentRepository
 from app.repositories.notifications import NotificationRepository
 from app.repositories.orders import IdempotencyRepository, OrderRepository
 from app.repositories.outbox import OutboxRepository
@@ -75,6 +76,14 @@ class _Repositories:
     @cached_property
     def carts(self) -> CartRepository:
         return CartRepository(self.session)
+
+    @cached_property
+    def shipments(self) -> ShipmentRepository:
+        return ShipmentRepository(self.session)
+
+    @cached_property
+    def returns(self) -> ReturnRepository:
+        return ReturnRepository(self.session)
 
     @cached_property
     def payments(self) -> PaymentRepository:
@@ -158,11 +167,19 @@ class UnitOfWork(_Repositories):
     def _collect_events(self) -> list[Event]:
         events = list(self._events)
         self._events.clear()
-        if "orders" in self.__dict__:  # only the aggregates a repository handed out record events
-            for aggregate in self.orders.seen:
-                events.extend(aggregate.events)
-                aggregate.events.clear()
+        for aggregate in self._aggregates():
+            events.extend(aggregate.events)
+            aggregate.events.clear()
         return events
+
+    def _aggregates(self) -> list[Any]:
+        """Only the aggregates a repository handed out record events: orders, and products (low stock)."""
+        seen: list[Any] = []
+        if "orders" in self.__dict__:
+            seen.extend(self.orders.seen)
+        if "products" in self.__dict__:
+            seen.extend(self.products.seen)
+        return seen
 
     def commit(self) -> None:
         events = self._collect_events()
@@ -195,9 +212,8 @@ class UnitOfWork(_Repositories):
 
     def rollback(self) -> None:
         self._events.clear()
-        if "orders" in self.__dict__:
-            for aggregate in self.orders.seen:
-                aggregate.events.clear()
+        for aggregate in self._aggregates():
+            aggregate.events.clear()
         self.session.rollback()
 
 

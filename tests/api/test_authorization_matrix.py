@@ -22,7 +22,7 @@ import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -35,10 +35,12 @@ from app.domain.accounts import PURPOSE_PASSWORD_RESET, PURPOSE_VERIFY_EMAIL, ne
 from app.domain.base import utcnow
 from app.domain.carts import Cart, CartItem
 from app.domain.catalogue import Product
+from app.domain.fulfilment import Shipment, ShipmentItem
 from app.domain.notifications import Notification
 from app.domain.operations import Reconciliation
 from app.domain.orders import Order, OrderItem, OrderStatusChange
 from app.domain.payments import Payment
+from app.domain.returns import Return, ReturnItem
 from app.domain.users import User
 from app.extensions import db
 
@@ -60,6 +62,9 @@ class World:
     order_id: uuid.UUID
     notification_id: uuid.UUID
     reconciliation_id: uuid.UUID
+    fulfilled_order_id: uuid.UUID
+    shipment_id: uuid.UUID
+    return_id: uuid.UUID
     headers: dict[str, dict[str, str]]
     reset_token: str = ""  # the secret of a live password-reset token of the owner
     verify_token: str = ""  # the secret of the owner's e-mail verification token
@@ -72,6 +77,9 @@ class World:
             "notificationId": self.notification_id,
             "reconciliationId": self.reconciliation_id,
             "cartId": self.cart_id,
+            "fulfilledOrderId": self.fulfilled_order_id,
+            "shipmentId": self.shipment_id,
+            "returnId": self.return_id,
             "name": "checkout",
         }
         return re.sub(r"\{(\w+)\}", lambda m: str(values[m.group(1)]), template)
@@ -181,6 +189,31 @@ EXPECTED: list[Row] = [
         (401, 404, 409, 403),
         lambda w: {"paymentToken": "pm_card_mastercard"},
     ),
+    # Shipments (SPEC §5.1): admins ship and deliver; the owner reads
+    Row(
+        "POST",
+        "/orders/{fulfilledOrderId}/shipments",
+        (401, 403, 403, 201),
+        lambda w: {"carrier": "UPS", "trackingNumber": "1Z"},
+    ),
+    Row("GET", "/orders/{fulfilledOrderId}/shipments", SELF_OR_ADMIN_READ),
+    Row("GET", "/orders/{fulfilledOrderId}/shipments/{shipmentId}", SELF_OR_ADMIN_READ),
+    Row(
+        "PUT",
+        "/orders/{fulfilledOrderId}/shipments/{shipmentId}",
+        ADMIN_ONLY,
+        lambda w: {"status": "DELIVERED"},
+    ),
+    # Returns (SPEC §5.2): the owner (or an admin) asks; admins decide
+    Row(
+        "POST",
+        "/orders/{fulfilledOrderId}/returns",
+        (401, 404, 201, 201),
+        lambda w: {"items": [{"productId": str(w.product_id), "quantity": 1}], "reason": "DAMAGED"},
+    ),
+    Row("GET", "/orders/{fulfilledOrderId}/returns", SELF_OR_ADMIN_READ),
+    Row("GET", "/orders/{fulfilledOrderId}/returns/{returnId}", SELF_OR_ADMIN_READ),
+    Row("PUT", "/orders/{fulfilledOrderId}/returns/{returnId}", ADMIN_ONLY, lambda w: {"status": "RECEIVED"}),
     # Webhooks in: no token, the signature is the credential (none here: 400 for everyone)
     Row("POST", "/webhooks/stripe", (400, 400, 400, 400)),
     # Administration
@@ -189,6 +222,7 @@ EXPECTED: list[Row] = [
     Row("GET", "/admin/reconciliations/{reconciliationId}", ADMIN_ONLY),
     Row("GET", "/admin/features", ADMIN_ONLY),
     Row("PUT", "/admin/features/{name}", ADMIN_ONLY, lambda w: {"enabled": True}),
+    Row("GET", "/admin/low-stock", ADMIN_ONLY),
     # Operations
     Row("GET", "/healthz", PUBLIC),
     Row("GET", "/readyz", PUBLIC),
@@ -224,7 +258,9 @@ def _user(role: str) -> User:
 
 
 def build_world(app: Flask) -> World:
-    """Three users and, for the owner, a cart with a line, a paid PLACED order and a failed notification."""
+    """Three users and, for the owner, a cart with a line, a paid PLACED order, a second paid order
+    partly fulfilled (3 units: 2 shipped and delivered, 1 of those in a REQUESTED return; 1 left to
+    ship) and a failed notification."""
     with app.app_context():
         owner, other, admin = _user("customer"), _user("customer"), _user("admin")
         product = Product(id=uuid.uuid4(), name="Matrix mug", description="", price=Decimal("5.00"), stock=50)
@@ -242,8 +278,27 @@ def build_world(app: Flask) -> World:
         reconciliation = Reconciliation(
             id=uuid.uuid4(), status="COMPLETED", products_checked=1, orders_expired=0, discrepancies=[]
         )
-        db.session.add_all([cart, order, reconciliation])
+        fulfilled = Order(
+            id=uuid.uuid4(),
+            user_id=owner.id,
+            status="PLACED",
+            total_amount=Decimal("15.00"),
+            currency="USD",
+            version=1,
+        )
+        db.session.add_all([cart, order, fulfilled, reconciliation])
         db.session.flush()
+        now = datetime.now(UTC)
+        shipment = Shipment(
+            id=uuid.uuid4(), order_id=fulfilled.id, carrier="UPS", tracking_number="1Z0", status="DELIVERED",
+            shipped_at=now, delivered_at=now,
+        )  # fmt: skip
+        shipment.items.append(ShipmentItem(product_id=product.id, quantity=2))
+        ret = Return(
+            id=uuid.uuid4(), order_id=fulfilled.id, status="REQUESTED", reason="OTHER",
+            refund_amount=Decimal("5.00"), created_at=now,
+        )  # fmt: skip
+        ret.items.append(ReturnItem(product_id=product.id, quantity=1, refund_amount=Decimal("5.00")))
         notification = Notification(
             id=uuid.uuid4(),
             user_id=owner.id,
@@ -268,6 +323,27 @@ def build_world(app: Flask) -> World:
                     unit_price=Decimal("5.00"),
                     line_total=Decimal("5.00"),
                 ),
+                OrderItem(
+                    order_id=fulfilled.id,
+                    product_id=product.id,
+                    product_name=product.name,
+                    quantity=3,
+                    unit_price=Decimal("5.00"),
+                    line_total=Decimal("15.00"),
+                    quantity_shipped=2,
+                ),
+                Payment(
+                    order_id=fulfilled.id,
+                    amount=Decimal("15.00"),
+                    currency="USD",
+                    status="COMPLETED",
+                    method="CREDIT_CARD",
+                    payment_token="pm_card_visa",
+                    gateway_reference="pi_matrix_2",
+                    attempts=1,
+                ),
+                shipment,
+                ret,
                 OrderStatusChange(order_id=order.id, from_status=None, to_status="PLACED", actor="system"),
                 Payment(
                     order_id=order.id,
@@ -304,6 +380,9 @@ def build_world(app: Flask) -> World:
             order_id=order.id,
             notification_id=notification.id,
             reconciliation_id=reconciliation.id,
+            fulfilled_order_id=fulfilled.id,
+            shipment_id=shipment.id,
+            return_id=ret.id,
             headers=headers,
             reset_token=reset_secret,
             verify_token=verify_secret,

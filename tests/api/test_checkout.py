@@ -61,8 +61,10 @@ def test_checkout_answers_201_with_the_order_and_its_location(client, customer, 
         "status": "PLACED",
         "orderDate": order["orderDate"],
         "orderItems": [
-            {"productId": str(apple), "productName": "Apple", "quantity": 3, "price": 2.5, "subtotal": 7.5},
-            {"productId": str(bag), "productName": "Bag", "quantity": 2, "price": 19.99, "subtotal": 39.98},
+            {"productId": str(apple), "productName": "Apple", "quantity": 3, "price": 2.5, "subtotal": 7.5}
+            | {"quantityShipped": 0, "quantityReturned": 0},
+            {"productId": str(bag), "productName": "Bag", "quantity": 2, "price": 19.99, "subtotal": 39.98}
+            | {"quantityShipped": 0, "quantityReturned": 0},
         ],
         "totalAmount": 47.48,
         "currency": "USD",
@@ -75,6 +77,14 @@ def test_checkout_answers_201_with_the_order_and_its_location(client, customer, 
         },
         "cancelReason": None,
         "paymentDueBy": None,
+        "shippingAddress": {
+            "line1": "1 Main St",
+            "city": "Springfield",
+            "postalCode": "12345",
+            "country": "US",
+        },
+        "fulfillmentStatus": "UNFULFILLED",
+        "allowedTransitions": ["CANCELLED"],
     }
 
 

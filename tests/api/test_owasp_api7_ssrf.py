@@ -13,6 +13,12 @@ from typing import Any
 
 URLISH_NAME = re.compile(r"url|uri|href|link|callback|webhook|redirect|host|endpoint|domain", re.IGNORECASE)
 URL_FORMATS = {"uri", "url", "uri-reference", "iri", "hostname", "ipv4", "ipv6"}
+# URLs the API stores and shows but never fetches (and why). Each needs a test that says so.
+NEVER_FETCHED = {
+    # SPEC §5.1: the carrier's tracking page, shown to the customer in the shipment and its e-mail
+    # (test_a_tracking_url_is_stored_and_shown_never_fetched).
+    "POST /orders/{orderId}/shipments body.trackingUrl",
+}
 
 
 def url_inputs(schema: dict[str, Any], spec: dict[str, Any], where: str) -> list[str]:
@@ -43,7 +49,19 @@ def test_no_operation_takes_a_url_or_a_host_from_the_client(client):
             body = operation.get("requestBody", {}).get("content", {}).get("application/json")
             if body:
                 found += url_inputs(body["schema"], spec, f"{method.upper()} {path} body")
-    assert found == []
+    assert [f for f in found if f not in NEVER_FETCHED] == []
+
+
+def test_a_tracking_url_is_stored_and_shown_never_fetched():
+    """Nothing on the shipment path opens a connection: the only outbound adapters are the gateway and
+    the mailer, and neither the shipments service nor the notification text takes a URL to fetch."""
+    import inspect
+
+    from app.services import notifications, shipments
+
+    for module in (shipments, notifications):
+        source = inspect.getsource(module)
+        assert "requests" not in source and "urlopen" not in source and "httpx" not in source
 
 
 def test_the_outbound_endpoints_come_from_configuration_only(app):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from contextlib import contextmanager
 
 import pytest
@@ -98,5 +99,51 @@ def test_reading_a_cart_issues_the_same_statements_for_1_and_50_lines(app, clien
             app, lambda user=user, auth=auth: client.get(f"/cart/{user.id}", headers=auth)
         )
         assert len(response.get_json()["cartItems"]) == lines
+        counts.append(len(statements))
+    assert counts[0] == counts[1], counts
+
+
+def test_reading_an_order_issues_the_same_statements_for_1_and_5_shipments_and_returns(
+    app, client, shopper, make_user, token_for
+):
+    from app.domain.payments import Payment
+
+    admin = token_for(make_user("admin"))
+    counts = []
+    for shipments in (1, 5):
+        user, auth, cart_id = shopper(1)  # one line of 2 units … raised to 5 below
+        product_id = client.get(f"/cart/{user.id}", headers=auth).get_json()["cartItems"][0]["productId"]
+        client.put(f"/cart/{user.id}/items/{product_id}", json={"quantity": 5}, headers=auth)
+        order = client.post("/orders", json={"userId": str(user.id), "cartId": str(cart_id)}, headers=auth)
+        order_id = order.get_json()["orderId"]
+        payment = db.session.get(Payment, uuid.UUID(order.get_json()["payment"]["paymentId"]))
+        payment.status, payment.gateway_reference = "COMPLETED", "pi_counted"
+        db.session.commit()
+        sizes = [5] if shipments == 1 else [1] * 5
+        for size in sizes:
+            shipment = client.post(
+                f"/orders/{order_id}/shipments",
+                json={
+                    "items": [{"productId": product_id, "quantity": size}],
+                    "carrier": "UPS",
+                    "trackingNumber": "1",
+                },
+                headers=admin,
+            ).get_json()
+            client.put(
+                f"/orders/{order_id}/shipments/{shipment['shipmentId']}",
+                json={"status": "DELIVERED"},
+                headers=admin,
+            )
+        for _ in range(shipments):
+            returned = client.post(
+                f"/orders/{order_id}/returns",
+                json={"items": [{"productId": product_id, "quantity": 1}], "reason": "OTHER"},
+                headers=auth,
+            )
+            assert returned.status_code == 201, returned.get_json()
+        url = f"/orders/{order_id}"
+        response, statements = measure(app, lambda url=url, auth=auth: client.get(url, headers=auth))
+        assert response.get_json()["fulfillmentStatus"] == "DELIVERED"
         counts.append(len(statements))
     assert counts[0] == counts[1], counts

@@ -28,6 +28,9 @@ CUSTOMER_EVENTS = [
     "OrderDelivered",
     "OrderCancelled",
     "PaymentRefunded",
+    "ReturnRequested",
+    "ReturnReceived",
+    "ReturnRefunded",
 ]
 
 
@@ -84,11 +87,63 @@ def test_each_template_renders_a_subject_and_a_body_about_the_order(event_name):
         "lines": [{"name": "Tea", "quantity": 5, "subtotal": "12.50"}],
     }
     email = render_email(
-        event_name, {"name": "Ann", "order": order, "reason": None, "payment_refund_pending": False}
+        event_name,
+        {
+            "name": "Ann",
+            "order": order,
+            "reason": None,
+            "payment_refund_pending": False,
+            "shipment": {"carrier": None, "tracking_number": None, "tracking_url": None, "lines": []},
+            "ret": {"id": "0190c0de-0000-7000-8000-00000000beef", "refund_amount": "2.50"},
+        },
     )
     assert "0000ABCD" in email.subject and "\n" not in email.subject
     assert email.text.startswith("Hello Ann,")
     assert order["id"] in email.text and "5 x Tea: 12.50 USD" in email.text
+    if event_name.startswith("Return"):
+        assert "0190c0de-0000-7000-8000-00000000beef" in email.text and "2.50 USD" in email.text
+
+
+def test_a_shipment_e_mail_names_its_carrier_tracking_and_lines():
+    order = {"id": "o-1", "reference": "0000ABCD", "currency": "USD", "total": "12.50", "lines": []}
+    shipment = {
+        "carrier": "UPS",
+        "tracking_number": "1Z999",
+        "tracking_url": "https://ups.example/1Z999",
+        "lines": [{"name": "Tea", "quantity": 2}],
+    }
+    email = render_email(
+        "OrderShipped",
+        {
+            "name": "Ann",
+            "order": order,
+            "reason": None,
+            "payment_refund_pending": False,
+            "shipment": shipment,
+        },
+    )
+    assert "part of your order is on its way" in email.text
+    assert "Carrier: UPS" in email.text and "Tracking number: 1Z999" in email.text
+    assert "https://ups.example/1Z999" in email.text and "2 x Tea" in email.text
+
+
+def test_an_admin_alert_without_an_order_says_what_it_is_about():
+    empty = {"id": "", "reference": "", "currency": "", "total": "0.00", "lines": []}
+    email = render_email(
+        "AdminAlerted",
+        {
+            "name": "Admin",
+            "order": empty,
+            "reason": None,
+            "payment_refund_pending": False,
+            "alert": "ProductLowStock",
+            "detail": "Lamp is low on stock: 3 left (threshold 5).",
+            "amount": None,
+            "payment_due_by": None,
+        },
+    )
+    assert email.subject == "[OMS alert] ProductLowStock"
+    assert "Lamp is low on stock: 3 left" in email.text and "Order" not in email.text
 
 
 def test_the_html_part_escapes_the_text():
