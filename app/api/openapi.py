@@ -11,7 +11,7 @@ from apispec import BasePlugin
 from flask_smorest import Api
 from flask_smorest.utils import prepare_response
 
-from app.domain import catalogue, notifications, operations, orders, payments
+from app.domain import audit, catalogue, notifications, operations, orders, payments
 
 PROBLEM_JSON = "application/problem+json"
 
@@ -35,6 +35,8 @@ ENUM_COMPONENTS: dict[str, tuple[str, ...]] = {
     "StockMovementReason": catalogue.MOVEMENT_REASONS,
     "AdminStockMovementReason": catalogue.ADMIN_MOVEMENT_REASONS,
     "ReconciliationStatus": (operations.RUNNING, operations.R_COMPLETED, operations.R_FAILED),
+    "AuditAction": tuple(audit.AuditAction),
+    "AuditResourceType": tuple(audit.AuditResource),
 }
 
 

@@ -11,6 +11,7 @@ api = OmsApi()
 
 def register_blueprints(api: Api) -> None:
     from app.api import (
+        audit,
         auth,
         carts,
         features,
@@ -25,7 +26,7 @@ def register_blueprints(api: Api) -> None:
 
     for blueprint in (ops.blp, users.blp, auth.blp, products.blp):
         api.register_blueprint(blueprint)
-    for blueprint in (features.blp, notifications.blp, reconciliations.blp):
+    for blueprint in (features.blp, notifications.blp, reconciliations.blp, audit.blp):
         api.register_blueprint(blueprint)
     for blueprint in (carts.blp, orders.blp):
         api.register_blueprint(blueprint)

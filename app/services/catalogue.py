@@ -8,6 +8,7 @@ from decimal import Decimal
 from typing import Any
 
 from app.domain.actors import Actor
+from app.domain.audit import AuditAction, AuditResource, created, diff
 from app.domain.base import new_id, utcnow
 from app.domain.catalogue import (
     ADMIN_MOVEMENT_REASONS,
@@ -55,8 +56,25 @@ def create_product(actor: Actor, name: str, description: str, price: Decimal, st
                 product, stock, REASON_RESTOCK, note=INITIAL_STOCK_NOTE, actor_id=actor.user_id
             )
             uow.stock_ledger.add(movement)
+        uow.audit(
+            actor,
+            AuditAction.PRODUCT_CREATED,
+            AuditResource.PRODUCT,
+            product.id,
+            created(_audited(product)),
+        )
         uow.commit()
     return product
+
+
+def _audited(product: Product) -> dict[str, Any]:
+    """The product's fields under their API names, as the audit log compares them."""
+    return {
+        "productName": product.name,
+        "description": product.description,
+        "price": product.price,
+        "stock": product.stock,
+    }
 
 
 def update_product(actor: Actor, product_id: uuid.UUID, changes: Mapping[str, Any]) -> Product:
@@ -71,8 +89,12 @@ def update_product(actor: Actor, product_id: uuid.UUID, changes: Mapping[str, An
         product = uow.products.lock(product_id)
         if product is None:
             raise NotFound("The product was not found")
+        before = _audited(product)
         for field, value in changes.items():
             setattr(product, field, value)
+        changed = diff(before, _audited(product))
+        if changed:
+            uow.audit(actor, AuditAction.PRODUCT_UPDATED, AuditResource.PRODUCT, product.id, changed)
         uow.commit()
     return product
 
@@ -104,5 +126,12 @@ def record_stock_movement(
                 f"{exc.requested} requested",
             ) from exc
         uow.stock_ledger.add(movement)
+        uow.audit(
+            actor,
+            AuditAction.STOCK_MOVEMENT_RECORDED,
+            AuditResource.PRODUCT,
+            product.id,
+            {"stock": {"old": product.stock - delta, "new": product.stock}},
+        )
         uow.commit()
     return movement

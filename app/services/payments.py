@@ -28,6 +28,7 @@ from app.adapters.gateway import (
 from app.adapters.queue import CHARGE_PAYMENT, REFUND_PAYMENT, BrokerUnavailable, send_task
 from app.domain import payments as pay
 from app.domain.actors import SYSTEM, Actor
+from app.domain.audit import AuditAction, AuditResource, created
 from app.domain.base import utcnow
 from app.domain.errors import Forbidden, InvalidTransition, NotFound
 from app.domain.events import (
@@ -315,6 +316,13 @@ def request_refund(actor: Actor, order_id: uuid.UUID) -> Payment:
         payment_id = payment.id
         uow.record(
             RefundRequested(order_id=str(order.id), user_id=str(order.user_id), payment_id=str(payment_id))
+        )
+        uow.audit(
+            actor,
+            AuditAction.REFUND_REQUESTED,
+            AuditResource.PAYMENT,
+            payment_id,
+            created({"refundAmount": payment.amount}),
         )
         uow.commit()
         refreshed = uow.payments.get(payment_id)

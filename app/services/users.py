@@ -10,6 +10,7 @@ from sqlalchemy.exc import IntegrityError
 
 from app.adapters.passwords import hash_password, needs_rehash, verify_password
 from app.domain.actors import Actor
+from app.domain.audit import AuditAction, AuditResource, diff
 from app.domain.base import new_id, utcnow
 from app.domain.errors import DuplicateEmail, Forbidden, NotFound, Unauthorized, ValidationFailed
 from app.domain.users import (
@@ -181,8 +182,18 @@ def delete_user(actor: Actor, user_id: uuid.UUID) -> None:
     """
     with UnitOfWork() as uow:
         user = _visible_user(uow.users, actor, user_id, lock=True)
+        was_erased = user.deleted_at is not None
         user.erase(utcnow())
         uow.users.empty_cart(user.id)
+        if not was_erased:
+            # No personal data in the entry: it would outlive the erasure it records.
+            uow.audit(
+                actor,
+                AuditAction.USER_ERASED,
+                AuditResource.USER,
+                user.id,
+                diff({"erasedAt": None}, {"erasedAt": user.deleted_at}),
+            )
         uow.commit()
 
 

@@ -163,6 +163,7 @@ EXPECTED: list[Row] = [
     Row("GET", "/admin/reconciliations/{reconciliationId}", ADMIN_ONLY),
     Row("GET", "/admin/features", ADMIN_ONLY),
     Row("PUT", "/admin/features/{name}", ADMIN_ONLY, lambda w: {"enabled": True}),
+    Row("GET", "/admin/audit-log", ADMIN_ONLY),
     # Operations
     Row("GET", "/healthz", PUBLIC),
     Row("GET", "/readyz", PUBLIC),
