@@ -11,7 +11,7 @@ from apispec import BasePlugin
 from flask_smorest import Api
 from flask_smorest.utils import prepare_response
 
-from app.domain import audit, catalogue, notifications, operations, orders, payments
+from app.domain import audit, catalogue, notifications, operations, orders, payments, webhooks
 
 PROBLEM_JSON = "application/problem+json"
 
@@ -37,6 +37,8 @@ ENUM_COMPONENTS: dict[str, tuple[str, ...]] = {
     "ReconciliationStatus": (operations.RUNNING, operations.R_COMPLETED, operations.R_FAILED),
     "AuditAction": tuple(audit.AuditAction),
     "AuditResourceType": tuple(audit.AuditResource),
+    "WebhookDeliveryStatus": webhooks.DELIVERY_STATUSES,
+    "WebhookEventType": (*webhooks.EVENT_TYPES, webhooks.TEST_EVENT),
 }
 
 

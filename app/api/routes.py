@@ -22,13 +22,15 @@ def register_blueprints(api: Api) -> None:
         products,
         reconciliations,
         users,
+        webhooks,
     )
 
     for blueprint in (ops.blp, users.blp, auth.blp, products.blp):
         api.register_blueprint(blueprint)
-    for blueprint in (features.blp, notifications.blp, reconciliations.blp, audit.blp):
+    for blueprint in (features.blp, notifications.blp, reconciliations.blp, audit.blp, webhooks.blp):
         api.register_blueprint(blueprint)
     for blueprint in (carts.blp, orders.blp):
         api.register_blueprint(blueprint)
     for blueprint in (payments.blp,):
         api.register_blueprint(blueprint)
+    webhooks.document_payloads(api.spec)

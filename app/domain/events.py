@@ -89,3 +89,12 @@ class RefundRequested(Event):
     order_id: str
     user_id: str
     payment_id: str
+
+
+@dataclass(frozen=True)
+class WebhookEndpointDisabled(Event):
+    """Internal: an endpoint answered 410 or failed too often; the admins are e-mailed."""
+
+    webhook_id: str
+    url: str
+    reason: str

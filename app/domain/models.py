@@ -9,6 +9,7 @@ from app.domain.orders import IdempotencyKey, Order, OrderItem, OrderStatusChang
 from app.domain.outbox import OutboxMessage
 from app.domain.payments import Payment
 from app.domain.users import User
+from app.domain.webhooks import WebhookDelivery, WebhookEndpoint, WebhookMessage
 
 __all__ = [
     "AuditEntry",
@@ -26,4 +27,7 @@ __all__ = [
     "Reconciliation",
     "StockMovement",
     "User",
+    "WebhookDelivery",
+    "WebhookEndpoint",
+    "WebhookMessage",
 ]

@@ -44,6 +44,7 @@ from app.repositories.reconciliation import ReconciliationRepository
 from app.repositories.stats import StatsRepository
 from app.repositories.transactions import begin_read, end_read, set_local_lock_timeout
 from app.repositories.users import UserRepository
+from app.repositories.webhooks import WebhookRepository
 from app.services.outbox import publish_committed
 
 log = get_logger(__name__)
@@ -109,6 +110,10 @@ class _Repositories:
     @cached_property
     def stats(self) -> StatsRepository:
         return StatsRepository(self.session)
+
+    @cached_property
+    def webhooks(self) -> WebhookRepository:
+        return WebhookRepository(self.session)
 
     @cached_property
     def audit_log(self) -> AuditRepository:

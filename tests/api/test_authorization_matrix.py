@@ -37,6 +37,7 @@ from app.domain.operations import Reconciliation
 from app.domain.orders import Order, OrderItem, OrderStatusChange
 from app.domain.payments import Payment
 from app.domain.users import User
+from app.domain.webhooks import WebhookDelivery, WebhookEndpoint, WebhookMessage, new_secret
 from app.extensions import db
 
 ROLES = ("anonymous", "other", "owner", "admin")
@@ -57,6 +58,8 @@ class World:
     order_id: uuid.UUID
     notification_id: uuid.UUID
     reconciliation_id: uuid.UUID
+    webhook_id: uuid.UUID
+    delivery_id: uuid.UUID
     headers: dict[str, dict[str, str]]
 
     def path(self, template: str) -> str:
@@ -67,6 +70,8 @@ class World:
             "notificationId": self.notification_id,
             "reconciliationId": self.reconciliation_id,
             "cartId": self.cart_id,
+            "webhookId": self.webhook_id,
+            "deliveryId": self.delivery_id,
             "name": "checkout",
         }
         return re.sub(r"\{(\w+)\}", lambda m: str(values[m.group(1)]), template)
@@ -164,6 +169,20 @@ EXPECTED: list[Row] = [
     Row("GET", "/admin/features", ADMIN_ONLY),
     Row("PUT", "/admin/features/{name}", ADMIN_ONLY, lambda w: {"enabled": True}),
     Row("GET", "/admin/audit-log", ADMIN_ONLY),
+    Row(
+        "POST",
+        "/admin/webhooks",
+        (401, 403, 403, 201),
+        lambda w: {"url": "http://127.0.0.1:9/hooks", "events": ["order.paid"]},
+    ),
+    Row("GET", "/admin/webhooks", ADMIN_ONLY),
+    Row("GET", "/admin/webhooks/{webhookId}", ADMIN_ONLY),
+    Row("PATCH", "/admin/webhooks/{webhookId}", ADMIN_ONLY, lambda w: {"description": "ERP"}),
+    Row("DELETE", "/admin/webhooks/{webhookId}", (401, 403, 403, 204)),
+    Row("POST", "/admin/webhooks/{webhookId}/rotate-secret", ADMIN_ONLY),
+    Row("POST", "/admin/webhooks/{webhookId}/test", (401, 403, 403, 202)),
+    Row("GET", "/admin/webhooks/{webhookId}/deliveries", ADMIN_ONLY),
+    Row("POST", "/admin/webhooks/{webhookId}/deliveries/{deliveryId}/retry", (401, 403, 403, 202)),
     # Operations
     Row("GET", "/healthz", PUBLIC),
     Row("GET", "/readyz", PUBLIC),
@@ -217,7 +236,22 @@ def build_world(app: Flask) -> World:
         reconciliation = Reconciliation(
             id=uuid.uuid4(), status="COMPLETED", products_checked=1, orders_expired=0, discrepancies=[]
         )
-        db.session.add_all([cart, order, reconciliation])
+        webhook = WebhookEndpoint(
+            id=uuid.uuid4(),
+            url="http://127.0.0.1:9/hooks",
+            event_types=["*"],
+            description="",
+            secret=new_secret(),
+        )
+        webhook_message = WebhookMessage(
+            id=uuid.uuid4(), event_type="webhook.test", data_kind="event", data={}
+        )
+        db.session.add_all([cart, order, reconciliation, webhook, webhook_message])
+        db.session.flush()
+        delivery = WebhookDelivery(
+            id=uuid.uuid4(), endpoint_id=webhook.id, message_id=webhook_message.id, status="FAILED"
+        )
+        db.session.add(delivery)
         db.session.flush()
         notification = Notification(
             id=uuid.uuid4(),
@@ -272,6 +306,8 @@ def build_world(app: Flask) -> World:
             order_id=order.id,
             notification_id=notification.id,
             reconciliation_id=reconciliation.id,
+            webhook_id=webhook.id,
+            delivery_id=delivery.id,
             headers=headers,
         )
         db.session.remove()
