@@ -15,6 +15,7 @@ class Received:
     path: str
     headers: dict[str, str]
     body: bytes
+    status: int  # what the receiver answered
 
 
 @dataclass
@@ -57,7 +58,7 @@ def running_receiver(**options: object) -> Iterator[Receiver]:
                     time.sleep(receiver.delay)
                 with receiver.lock:
                     receiver.received.append(
-                        Received(self.path, {k.lower(): v for k, v in self.headers.items()}, body)
+                        Received(self.path, {k.lower(): v for k, v in self.headers.items()}, body, status)
                     )
                 self.send_response(status)
                 for name, value in receiver.extra_headers.items():
