@@ -5,6 +5,8 @@ manual retry sends the same event again."""
 from __future__ import annotations
 
 import json
+import sys
+import time
 from typing import Any
 
 import pytest
@@ -82,3 +84,51 @@ def test_an_orders_events_arrive_signed_in_full_after_a_retry_and_again_on_a_man
         assert again.headers["webhook-id"] == retried["eventId"]
         assert json.loads(again.body)["type"] == "order.paid"
         Webhook(secret).verify(again.body, again.headers)
+
+
+@pytest.mark.timeout(300)
+def test_a_dead_endpoint_never_delays_charges_or_e_mail(stack: Stack) -> None:
+    """Every delivery to the endpoint hangs past the timeout, holding both webhook processes; the
+    orders placed meanwhile are still charged and e-mailed by the main worker without waiting."""
+    stack.env.update(WEBHOOK_TIMEOUT_SECONDS="5", WEBHOOK_RETRY_SCHEDULE="1,1,1,1,1")
+    stack.start(
+        "smtp", f"{sys.executable} -m app.devtools.smtp_sink --host 127.0.0.1 --port {stack.smtp_port}"
+    )
+    stack.start_stack()
+    stack.start("webhooks")
+    stack.wait_worker("webhooks")
+    shop = ShopClient(stack)
+    _, admin = shop.sign_up("admin")
+    product = shop.create_product(admin, stock=50, price=3.0)
+
+    with running_receiver(delay=30.0) as dead:
+        created = shop.request("POST", "/admin/webhooks", admin, json={"url": dead.url, "events": ["*"]})
+        assert created.status_code == 201, created.text
+        webhook_id = created.json()["webhookId"]
+        placed: dict[str, tuple[str, str]] = {}
+        started = time.monotonic()
+        for _ in range(4):
+            user_id, token = shop.sign_up()
+            cart_id = shop.fill_cart(user_id, token, product, 1)
+            response = shop.checkout(user_id, token, cart_id)
+            assert response.status_code == 201, response.text
+            placed[response.json()["orderId"]] = (user_id, token)
+
+        def charged_and_mailed() -> bool:
+            for order_id, (user_id, token) in placed.items():
+                if shop.order(order_id, token)["payment"]["status"] != "COMPLETED":
+                    return False
+                mails = shop.request("GET", f"/users/{user_id}/notifications", token).json()["items"]
+                if sum(1 for n in mails if n["status"] == "SENT") < 2:  # placed + paid
+                    return False
+            return True
+
+        wait_for(charged_and_mailed, 60, interval=0.25, what="every order charged and e-mailed")
+        elapsed = time.monotonic() - started
+        # The webhook worker is stuck on the dead endpoint all along: nothing succeeded there.
+        deliveries = shop.request("GET", f"/admin/webhooks/{webhook_id}/deliveries", admin).json()
+        assert deliveries["totalItems"] >= 8
+        assert all(d["status"] == "PENDING" for d in deliveries["items"])
+    # Sharing the main pool, the 8+ deliveries (5 s each, two processes) would hold it 20 s and more.
+    print(f"charged and e-mailed in {elapsed:.1f} s")
+    assert elapsed < 15, elapsed
