@@ -67,6 +67,22 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
         raise ConfigError(f"{name} must be a number, got {raw!r}") from exc
 
 
+def _schedule(env: Mapping[str, str], name: str, default: tuple[int, ...]) -> tuple[int, ...]:
+    """Comma-separated whole seconds (``5,300,1800``); empty keeps the default, ``none`` means no retry."""
+    raw = (env.get(name) or "").strip()
+    if not raw:
+        return default
+    if raw.lower() == "none":
+        return ()
+    try:
+        delays = tuple(int(part) for part in raw.split(","))
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be comma-separated whole seconds, got {raw!r}") from exc
+    if any(delay < 0 for delay in delays):
+        raise ConfigError(f"{name} must not hold negative delays, got {raw!r}")
+    return delays
+
+
 def _checked_secret_key(secret: str) -> str:
     """An explicit SECRET_KEY: long enough and not one the world already knows."""
     folded = secret.strip().lower()
@@ -193,6 +209,15 @@ class Settings:
     # How many proxies in front of the web process set X-Forwarded-For/-Proto (Heroku's router: 1).
     # Rate limits key on the client address, so this must match the deployment.
     TRUSTED_PROXY_COUNT: int = 0
+    # Outbound webhooks (SPEC §5.4). WEBHOOK_ALLOW_PRIVATE_URLS: true unless APP_ENV=production.
+    WEBHOOK_TIMEOUT_SECONDS: float = 10.0
+    WEBHOOK_RETRY_SCHEDULE: tuple[int, ...] = (5, 300, 1800, 7200, 18000, 36000, 36000)
+    WEBHOOK_DISABLE_AFTER_FAILURES: int = 50
+    WEBHOOK_ALLOW_PRIVATE_URLS: bool = True
+    # Deliveries in flight at once to one endpoint (across every webhook worker process).
+    WEBHOOK_ENDPOINT_CONCURRENCY: int = 4
+    # How often beat queues deliveries that are due (retries past the broker's countdown limit, lost tasks).
+    WEBHOOK_SWEEP_SECONDS: float = 10.0
 
     @property
     def is_production(self) -> bool:
@@ -229,6 +254,7 @@ class Settings:
                 "(it verifies POST /webhooks/stripe)"
             )
         default_token = "" if production else "pm_card_visa"
+        allow_private = _bool(env, "WEBHOOK_ALLOW_PRIVATE_URLS", not production)
         return cls(
             APP_ENV=app_env,
             DATABASE_URL=env.get("DATABASE_URL") or EMBEDDED,
@@ -303,6 +329,16 @@ class Settings:
             PAYMENT_BREAKER_RESET_SECONDS=_float(
                 env, "PAYMENT_BREAKER_RESET_SECONDS", cls.PAYMENT_BREAKER_RESET_SECONDS
             ),
+            WEBHOOK_TIMEOUT_SECONDS=_float(env, "WEBHOOK_TIMEOUT_SECONDS", cls.WEBHOOK_TIMEOUT_SECONDS),
+            WEBHOOK_RETRY_SCHEDULE=_schedule(env, "WEBHOOK_RETRY_SCHEDULE", cls.WEBHOOK_RETRY_SCHEDULE),
+            WEBHOOK_DISABLE_AFTER_FAILURES=_int(
+                env, "WEBHOOK_DISABLE_AFTER_FAILURES", cls.WEBHOOK_DISABLE_AFTER_FAILURES, 1
+            ),
+            WEBHOOK_ALLOW_PRIVATE_URLS=allow_private,
+            WEBHOOK_ENDPOINT_CONCURRENCY=_int(
+                env, "WEBHOOK_ENDPOINT_CONCURRENCY", cls.WEBHOOK_ENDPOINT_CONCURRENCY, 1
+            ),
+            WEBHOOK_SWEEP_SECONDS=_float(env, "WEBHOOK_SWEEP_SECONDS", cls.WEBHOOK_SWEEP_SECONDS),
         )
 
     def as_flask_config(self) -> dict[str, Any]:

@@ -7,11 +7,12 @@ import uuid
 from celery import shared_task
 from flask import current_app
 
-from app.adapters import queue
+from app.adapters import queue, webhook_http
 from app.adapters.gateway import StripeGateway
-from app.adapters.mailer import SmtpMailer
+from app.adapters.mailer import MailerError, SmtpMailer
+from app.api import webhook_payloads
 from app.domain.backoff import backoff_delay
-from app.services import dispatch, idempotency, notifications, ops, payments, reconciliation
+from app.services import dispatch, idempotency, notifications, ops, payments, reconciliation, webhooks
 from app.services.handlers import EVENT_HANDLERS
 from app.task_metrics import store_status_counts
 
@@ -123,3 +124,38 @@ def refresh_status_counts() -> None:
     """Beat: count payments and notifications by status into Redis, where /metrics reads them."""
     counts = ops.status_counts()
     store_status_counts(str(current_app.config["REDIS_URL"]), counts["payments"], counts["notifications"])
+
+
+@shared_task(name=queue.DELIVER_WEBHOOK, acks_late=True, bind=True, max_retries=None)
+def deliver_webhook(self, delivery_id: str) -> str:  # type: ignore[no-untyped-def]
+    """One attempt of a webhook delivery (queue ``oms.webhooks``); the state lives in its row."""
+    outcome = webhooks.deliver(
+        uuid.UUID(delivery_id),
+        settings=webhooks.DeliverySettings.from_config(current_app.config),
+        render=webhook_payloads.render,
+        send=webhook_http.post,
+    )
+    if outcome.retry_in is not None:
+        raise self.retry(countdown=outcome.retry_in)
+    return outcome.status
+
+
+@shared_task(name=queue.QUEUE_DUE_WEBHOOKS, acks_late=True)
+def queue_due_webhooks() -> int:
+    """Beat: queue webhook deliveries that are due (long retries, lost tasks)."""
+    return webhooks.queue_due_deliveries()
+
+
+@shared_task(name=queue.EMAIL_ADMINS_WEBHOOK_DISABLED, acks_late=True, bind=True, max_retries=None)
+def email_admins_webhook_disabled(self, webhook_id: str, url: str, reason: str, event_id: int) -> int:  # type: ignore[no-untyped-def]
+    """Tell every admin that an endpoint was disabled; retried with backoff while SMTP fails."""
+    config = current_app.config
+    try:
+        return webhooks.email_admins_endpoint_disabled(
+            webhook_id, url, reason, event_id, SmtpMailer.from_config(config)
+        )
+    except MailerError as exc:
+        if self.request.retries + 1 >= int(config["NOTIFY_MAX_ATTEMPTS"]):
+            raise
+        delay = backoff_delay(self.request.retries + 1, float(config["NOTIFY_BACKOFF_SECONDS"]), cap=3600.0)
+        raise self.retry(exc=exc, countdown=delay) from exc

@@ -32,6 +32,9 @@ RETRY_FAILED_NOTIFICATIONS = "oms.retry_failed_notifications"
 RECONCILE_STOCK = "oms.reconcile_stock"
 PURGE_EXPIRED = "oms.purge_expired"
 REFRESH_STATUS_COUNTS = "oms.refresh_status_counts"
+DELIVER_WEBHOOK = "oms.deliver_webhook"
+QUEUE_DUE_WEBHOOKS = "oms.queue_due_webhooks"
+EMAIL_ADMINS_WEBHOOK_DISABLED = "oms.email_admins_webhook_disabled"
 
 # Queues. The worker consumes both, always ``oms`` first (``sorted`` order: BRPOP takes from the
 # first non-empty list): e-mail waits behind the money and the events that lead to it, so a burst
@@ -39,6 +42,11 @@ REFRESH_STATUS_COUNTS = "oms.refresh_status_counts"
 DEFAULT_QUEUE = "oms"
 NOTIFICATIONS_QUEUE = "oms.notifications"
 WORKER_QUEUES = f"{DEFAULT_QUEUE},{NOTIFICATIONS_QUEUE}"  # the Procfile's --queues
+# Webhook deliveries have a worker pool of their own (the Procfile's ``webhooks`` line): an
+# endpoint that answers slowly holds a process for up to WEBHOOK_TIMEOUT_SECONDS, and on the shared
+# worker ten such deliveries would hold every process while charges wait. Queue priorities alone
+# cannot prevent that (they order what waits; they do not free a busy process).
+WEBHOOKS_QUEUE = "oms.webhooks"
 
 # Longer than any countdown a task may schedule: Redis redelivers unacked messages after this.
 VISIBILITY_TIMEOUT_SECONDS = 2 * 3600
@@ -74,6 +82,12 @@ def beat_schedule(config: dict[str, Any]) -> dict[str, Any]:
             "schedule": timedelta(seconds=max(5.0, float(config["PAYMENT_SWEEP_SECONDS"]) / 2)),
         },
         "purge-expired": {"task": PURGE_EXPIRED, "schedule": timedelta(hours=1)},
+        # Webhook retries beyond the broker's countdown limit, and deliveries whose task was lost.
+        "queue-due-webhooks": {
+            "task": QUEUE_DUE_WEBHOOKS,
+            "schedule": timedelta(seconds=float(config.get("WEBHOOK_SWEEP_SECONDS", 10))),
+            "options": {"expires": float(config.get("WEBHOOK_SWEEP_SECONDS", 10)) * 2},
+        },
         # Payments/notifications by status for /metrics (app/task_metrics.py): counted here, not per scrape.
         "refresh-status-counts": {
             "task": REFRESH_STATUS_COUNTS,
@@ -122,7 +136,10 @@ def celery_config(config: dict[str, Any]) -> dict[str, Any]:
         # Publishing from a web request must not block: no retries; the outbox relay retries.
         "task_publish_retry": False,
         "task_default_queue": DEFAULT_QUEUE,
-        "task_routes": {DELIVER_NOTIFICATION: {"queue": NOTIFICATIONS_QUEUE}},
+        "task_routes": {
+            DELIVER_NOTIFICATION: {"queue": NOTIFICATIONS_QUEUE},
+            DELIVER_WEBHOOK: {"queue": WEBHOOKS_QUEUE},
+        },
         "task_create_missing_queues": True,
         "worker_hijack_root_logger": False,
         # Processes per worker (``celery worker`` reads it when no ``--concurrency`` is given).

@@ -11,7 +11,18 @@ from apispec import BasePlugin
 from flask_smorest import Api
 from flask_smorest.utils import prepare_response
 
-from app.domain import catalogue, fulfilment, notifications, operations, orders, payments, returns, users
+from app.domain import (
+    audit,
+    catalogue,
+    fulfilment,
+    notifications,
+    operations,
+    orders,
+    payments,
+    returns,
+    users,
+    webhooks,
+)
 
 PROBLEM_JSON = "application/problem+json"
 
@@ -42,6 +53,10 @@ ENUM_COMPONENTS: dict[str, tuple[str, ...]] = {
     "ReturnStatus": returns.RETURN_STATUSES,
     "ReturnReason": returns.RETURN_REASONS,
     "ReturnDecisionStatus": returns.RETURN_DECISIONS,
+    "AuditAction": tuple(audit.AuditAction),
+    "AuditResourceType": tuple(audit.AuditResource),
+    "WebhookDeliveryStatus": webhooks.DELIVERY_STATUSES,
+    "WebhookEventType": (*webhooks.EVENT_TYPES, webhooks.TEST_EVENT),
 }
 
 

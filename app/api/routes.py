@@ -11,6 +11,7 @@ api = OmsApi()
 
 def register_blueprints(api: Api) -> None:
     from app.api import (
+        audit,
         auth,
         carts,
         features,
@@ -22,15 +23,17 @@ def register_blueprints(api: Api) -> None:
         reconciliations,
         returns,
         shipments,
+        stripe_webhooks,
         users,
         webhooks,
     )
 
     for blueprint in (ops.blp, users.blp, auth.blp, products.blp):
         api.register_blueprint(blueprint)
-    for blueprint in (features.blp, notifications.blp, reconciliations.blp):
+    for blueprint in (features.blp, notifications.blp, reconciliations.blp, audit.blp, webhooks.blp):
         api.register_blueprint(blueprint)
     for blueprint in (carts.blp, orders.blp):
         api.register_blueprint(blueprint)
-    for blueprint in (payments.blp, webhooks.blp, shipments.blp, returns.blp):
+    for blueprint in (payments.blp, stripe_webhooks.blp, shipments.blp, returns.blp):
         api.register_blueprint(blueprint)
+    webhooks.document_payloads(api.spec)

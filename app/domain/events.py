@@ -256,3 +256,12 @@ class ProductLowStock(Event):
     product_name: str
     stock: int
     low_stock_threshold: int
+
+
+@dataclass(frozen=True)
+class WebhookEndpointDisabled(Event):
+    """Internal: an endpoint answered 410 or failed too often; the admins are e-mailed."""
+
+    webhook_id: str
+    url: str
+    reason: str

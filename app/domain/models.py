@@ -1,6 +1,7 @@
 """Imports every entity so that the metadata (and Alembic) knows all tables."""
 
 from app.domain.accounts import AccountToken
+from app.domain.audit import AuditEntry
 from app.domain.carts import Cart, CartItem
 from app.domain.catalogue import Product, StockMovement
 from app.domain.fulfilment import Shipment, ShipmentItem
@@ -11,9 +12,11 @@ from app.domain.outbox import OutboxMessage
 from app.domain.payments import GatewayEvent, Payment, Refund
 from app.domain.returns import Return, ReturnItem
 from app.domain.users import User
+from app.domain.webhooks import WebhookDelivery, WebhookEndpoint, WebhookMessage
 
 __all__ = [
     "AccountToken",
+    "AuditEntry",
     "Cart",
     "CartItem",
     "Feature",
@@ -34,4 +37,7 @@ __all__ = [
     "ShipmentItem",
     "StockMovement",
     "User",
+    "WebhookDelivery",
+    "WebhookEndpoint",
+    "WebhookMessage",
 ]

@@ -8,6 +8,7 @@ from decimal import Decimal
 from typing import Any
 
 from app.domain.actors import Actor
+from app.domain.audit import AuditAction, AuditResource, created, diff
 from app.domain.base import new_id, utcnow
 from app.domain.catalogue import (
     ADMIN_MOVEMENT_REASONS,
@@ -70,6 +71,13 @@ def create_product(
                 product, stock, REASON_RESTOCK, note=INITIAL_STOCK_NOTE, actor_id=actor.user_id
             )
             uow.stock_ledger.add(movement)
+        uow.audit(
+            actor,
+            AuditAction.PRODUCT_CREATED,
+            AuditResource.PRODUCT,
+            product.id,
+            created(_audited(product)),
+        )
         uow.commit()
     return product
 
@@ -79,6 +87,16 @@ def list_low_stock(actor: Actor, page: int, page_size: int) -> tuple[list[Produc
     actor.require_staff()
     with ReadOnlyUnitOfWork() as uow:
         return uow.products.low_stock(page, page_size)
+
+
+def _audited(product: Product) -> dict[str, Any]:
+    """The product's fields under their API names, as the audit log compares them."""
+    return {
+        "productName": product.name,
+        "description": product.description,
+        "price": product.price,
+        "stock": product.stock,
+    }
 
 
 def update_product(actor: Actor, product_id: uuid.UUID, changes: Mapping[str, Any]) -> Product:
@@ -93,8 +111,12 @@ def update_product(actor: Actor, product_id: uuid.UUID, changes: Mapping[str, An
         product = uow.products.lock(product_id)
         if product is None:
             raise NotFound("The product was not found")
+        before = _audited(product)
         for field, value in changes.items():
             setattr(product, field, value)
+        changed = diff(before, _audited(product))
+        if changed:
+            uow.audit(actor, AuditAction.PRODUCT_UPDATED, AuditResource.PRODUCT, product.id, changed)
         uow.commit()
     return product
 
@@ -126,5 +148,12 @@ def record_stock_movement(
                 f"{exc.requested} requested",
             ) from exc
         uow.stock_ledger.add(movement)
+        uow.audit(
+            actor,
+            AuditAction.STOCK_MOVEMENT_RECORDED,
+            AuditResource.PRODUCT,
+            product.id,
+            {"stock": {"old": product.stock - delta, "new": product.stock}},
+        )
         uow.commit()
     return movement

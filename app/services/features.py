@@ -7,6 +7,7 @@ import time
 import uuid
 
 from app.domain.actors import Actor
+from app.domain.audit import AuditAction, AuditResource, diff
 from app.domain.base import utcnow
 from app.domain.errors import NotFound
 from app.domain.operations import Feature
@@ -74,6 +75,16 @@ def set_feature(actor: Actor, name: str, enabled: bool, rollout_percent: int | N
             raise NotFound(f"There is no feature named {name!r}")
         percent = feature.rollout_percent if rollout_percent is None else rollout_percent
         if feature.enabled != enabled or feature.rollout_percent != percent:
+            uow.audit(
+                actor,
+                AuditAction.FEATURE_CHANGED,
+                AuditResource.FEATURE,
+                name,
+                diff(
+                    {"enabled": feature.enabled, "rolloutPercent": feature.rollout_percent},
+                    {"enabled": enabled, "rolloutPercent": percent},
+                ),
+            )
             feature.enabled = enabled
             feature.rollout_percent = percent
             feature.updated_at = utcnow()

@@ -7,10 +7,12 @@ The top of the service layer: it imports the use cases whose handlers it lists; 
 from __future__ import annotations
 
 from app.domain import events
+from app.domain.webhooks import WEBHOOK_EVENTS
 from app.services.dispatch import Handler
 from app.services.notifications import alert_admins, notify_customer
 from app.services.payments import on_order_cancelled, on_order_placed, on_payment_retried, on_refund_requested
 from app.services.returns import on_refund_succeeded
+from app.services.webhooks import fan_out, on_endpoint_disabled
 
 EVENT_HANDLERS: dict[type[events.Event], list[Handler]] = {
     # Money first: a failing notification must not delay a charge or a refund.
@@ -37,4 +39,10 @@ EVENT_HANDLERS: dict[type[events.Event], list[Handler]] = {
     events.ReturnReceived: [notify_customer],
     events.ReturnRefunded: [notify_customer],
     events.ProductLowStock: [alert_admins],
+    events.WebhookEndpointDisabled: [on_endpoint_disabled],
 }
+
+# Webhooks last: a slow fan-out never delays a charge or an e-mail. Every event of the mapping
+# table (app.domain.webhooks.WEBHOOK_EVENTS) fans out, so a new mapping needs no line here.
+for _event_type in WEBHOOK_EVENTS:
+    EVENT_HANDLERS.setdefault(_event_type, []).append(fan_out)

@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy.orm.exc import StaleDataError
 
 from app.domain.actors import Actor
+from app.domain.audit import AuditAction, AuditResource, diff
 from app.domain.base import utcnow
 from app.domain.errors import (
     DomainError,
@@ -218,6 +219,14 @@ def update_status(
         if not plan_transition(order, target, actor):
             return order
         read_version = order.version
+        if actor.is_admin:
+            uow.audit(
+                actor,
+                AuditAction.ORDER_STATUS_CHANGED,
+                AuditResource.ORDER,
+                order.id,
+                diff({"status": order.status}, {"status": target}),
+            )
         try:
             if target == CANCELLED:
                 apply_cancellation(
@@ -266,6 +275,10 @@ def delete_order(actor: Actor, order_id: uuid.UUID) -> None:
             return  # an admin deleting it again: already hidden
         if order.status not in (PLACED, CANCELLED):
             raise InvalidTransition(f"An order in status {order.status} cannot be deleted")
+        if actor.is_admin:
+            before = {"status": order.status, "deleted": False}
+            after = {"status": CANCELLED, "deleted": True}
+            uow.audit(actor, AuditAction.ORDER_DELETED, AuditResource.ORDER, order.id, diff(before, after))
         if order.status == PLACED:
             apply_cancellation(uow, order_id, actor, cancel_reason_for(actor))
         order.deleted_at = utcnow()

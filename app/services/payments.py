@@ -37,6 +37,7 @@ from app.adapters.gateway import (
 from app.adapters.queue import CHARGE_PAYMENT, REFUND_PAYMENT, BrokerUnavailable, send_task
 from app.domain import payments as pay
 from app.domain.actors import SYSTEM, Actor
+from app.domain.audit import AuditAction, AuditResource, created
 from app.domain.base import utcnow
 from app.domain.errors import FeatureDisabled, Forbidden, InvalidTransition, NotFound, ValidationFailed
 from app.domain.events import (
@@ -543,7 +544,14 @@ def request_refund(
             payment = visible_order(actor, uow.orders.get(order_id)).payment
             if payment is None:
                 raise NotFound("The order has no payment")
-            refunds.request_refund(uow, payment.id, amount, reason)
+            refund = refunds.request_refund(uow, payment.id, amount, reason)
+            uow.audit(
+                actor,
+                AuditAction.REFUND_REQUESTED,
+                AuditResource.PAYMENT,
+                payment.id,
+                created({"refundId": refund.id, "amount": refund.amount, "reason": reason}),
+            )
             refreshed = uow.payments.lock(payment.id)  # with the new refund
             assert refreshed is not None
             if claim is not None:

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from app.domain.actors import Actor
+from app.domain.audit import AuditAction, AuditResource, diff
 from app.domain.base import utcnow
 from app.domain.errors import FeatureDisabled, NotFound
 from app.domain.events import Event
@@ -108,16 +109,26 @@ def decide_return(
         ret = uow.returns.get(order_id, return_id)
         if ret is None:
             raise NotFound("The return was not found")
+        was = ret.status
         if status == ReturnStatus.REJECTED:
             ret.reject()
         else:
-            was = ret.status
             products = uow.products.lock_many(item.product_id for item in ret.items)
             movements = ret.receive(order, products, restock=restock, actor=actor, now=utcnow())
             uow.stock_ledger.add_all(movements)
             if was == ReturnStatus.REQUESTED:
                 _start_refund(uow, order_id, ret)
         uow.orders.save()
+        if ret.status != was:
+            uow.audit(
+                actor,
+                AuditAction.RETURN_REJECTED
+                if status == ReturnStatus.REJECTED
+                else AuditAction.RETURN_RECEIVED,
+                AuditResource.RETURN,
+                ret.id,
+                diff({"status": was}, {"status": ret.status, "restocked": ret.restocked}),
+            )
         uow.commit()
         return ret
 

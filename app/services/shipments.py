@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from app.domain.actors import Actor
+from app.domain.audit import AuditAction, AuditResource, created, diff
 from app.domain.base import utcnow
 from app.domain.errors import InvalidTransition, NotFound
 from app.domain.fulfilment import Shipment, ShipmentStatus, deliver, ship
@@ -69,6 +70,20 @@ def _ship(
     if shipped.change is not None:
         uow.orders.add_history(shipped.change)
     uow.orders.save()
+    uow.audit(
+        actor,
+        AuditAction.SHIPMENT_CREATED,
+        AuditResource.SHIPMENT,
+        shipped.shipment.id,
+        created(
+            {
+                "orderId": order_id,
+                "items": {str(item.product_id): item.quantity for item in shipped.shipment.items},
+                "carrier": request.carrier,
+                "trackingNumber": request.tracking_number,
+            }
+        ),
+    )
     if claim is not None:
         claim.remember(uow, shipped.shipment)
     uow.commit()
@@ -107,10 +122,19 @@ def update_shipment(actor: Actor, order_id: uuid.UUID, shipment_id: uuid.UUID, s
             if shipment.delivered:
                 raise InvalidTransition("A delivered shipment cannot go back to SHIPPED")
             return shipment
+        was_delivered = shipment.delivered
         change = deliver(order, shipment, shipments, actor=actor, now=utcnow())
         if change is not None:
             uow.orders.add_history(change)
         uow.orders.save()
+        if not was_delivered:
+            uow.audit(
+                actor,
+                AuditAction.SHIPMENT_DELIVERED,
+                AuditResource.SHIPMENT,
+                shipment.id,
+                diff({"status": ShipmentStatus.SHIPPED}, {"status": ShipmentStatus.DELIVERED}),
+            )
         uow.commit()
         return shipment
 

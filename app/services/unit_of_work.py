@@ -25,12 +25,15 @@ from typing import Any, TypeVar
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
+from app.domain.actors import Actor
+from app.domain.audit import AuditEntry, Changes
 from app.domain.backoff import backoff_delay
 from app.domain.errors import ServiceUnavailable
 from app.domain.events import Event
 from app.extensions import db
 from app.log import current_request_id, get_logger
 from app.repositories.accounts import AccountTokenRepository
+from app.repositories.audit import AuditRepository
 from app.repositories.carts import CartRepository
 from app.repositories.catalogue import ProductRepository, StockLedgerRepository
 from app.repositories.features import FeatureRepository
@@ -43,6 +46,7 @@ from app.repositories.reconciliation import ReconciliationRepository
 from app.repositories.stats import StatsRepository
 from app.repositories.transactions import begin_read, end_read, set_local_lock_timeout
 from app.repositories.users import UserRepository
+from app.repositories.webhooks import WebhookRepository
 from app.services.outbox import publish_committed
 
 log = get_logger(__name__)
@@ -121,6 +125,14 @@ class _Repositories:
     def stats(self) -> StatsRepository:
         return StatsRepository(self.session)
 
+    @cached_property
+    def webhooks(self) -> WebhookRepository:
+        return WebhookRepository(self.session)
+
+    @cached_property
+    def audit_log(self) -> AuditRepository:
+        return AuditRepository(self.session)
+
     def detach(self, *entities: Any) -> None:
         """These entities outlive the unit of work: they keep what they loaded, without a session."""
         for entity in entities:
@@ -163,6 +175,28 @@ class UnitOfWork(_Repositories):
     def record(self, event: Event) -> None:
         """An event the service raises itself (one no aggregate records, e.g. a payment outcome)."""
         self._events.append(event)
+
+    def audit(
+        self,
+        actor: Actor,
+        action: str,
+        resource_type: str,
+        resource_id: object,
+        changes: Changes | None = None,
+    ) -> None:
+        """Record an admin action in the audit log, in this transaction (it commits with the change
+        or not at all). ``changes``: ``app.domain.audit.diff(before, after)`` of the API fields."""
+        self.audit_log.add(
+            AuditEntry(
+                actor_id=actor.user_id,
+                actor_role=actor.role,
+                action=str(action),
+                resource_type=str(resource_type),
+                resource_id=str(resource_id),
+                request_id=actor.request_id or current_request_id(),
+                changes=changes or {},
+            )
+        )
 
     def _collect_events(self) -> list[Event]:
         events = list(self._events)

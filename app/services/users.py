@@ -18,6 +18,7 @@ from app.domain.accounts import (
     token_digest,
 )
 from app.domain.actors import Actor
+from app.domain.audit import AuditAction, AuditResource, diff
 from app.domain.base import new_id, utcnow
 from app.domain.errors import (
     DuplicateEmail,
@@ -229,7 +230,16 @@ def update_user(
         if new_hash is not None:
             user.change_password(new_hash)
         if "role" in changes:
-            user.change_role(changes["role"], other_live_admins=uow.users.lock_other_live_admins(user.id))
+            old_role = user.role
+            others = uow.users.lock_other_live_admins(user.id)
+            if user.change_role(changes["role"], other_live_admins=others):
+                uow.audit(
+                    actor,
+                    AuditAction.USER_ROLE_CHANGED,
+                    AuditResource.USER,
+                    user.id,
+                    diff({"role": old_role}, {"role": user.role}),
+                )
         uow.commit()
     return user
 
@@ -251,10 +261,20 @@ def delete_user(actor: Actor, user_id: uuid.UUID) -> None:
     with UnitOfWork() as uow:
         user = _visible_user(uow.users, actor, user_id, lock=True)
         name = user.name
+        was_erased = user.deleted_at is not None
         user.erase(utcnow())
         uow.users.empty_cart(user.id)
         # Their address and name leave the notifications too; unsent ones can never be sent now.
         uow.notifications.scrub_user(user.id, name or "", ERASED_NAME)
+        if not was_erased:
+            # No personal data in the entry: it would outlive the erasure it records.
+            uow.audit(
+                actor,
+                AuditAction.USER_ERASED,
+                AuditResource.USER,
+                user.id,
+                diff({"erasedAt": None}, {"erasedAt": user.deleted_at}),
+            )
         uow.commit()
 
 

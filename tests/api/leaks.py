@@ -27,9 +27,19 @@ INTERNAL_KEYS = {
     "apikey",
 }
 SECRET_VALUES = re.compile(r"\$argon2|sk_(test|live)_|-----BEGIN")
+# The one deliberate exception (SPEC §5.4): a webhook endpoint's signing secret, shown once, at the
+# top level of the answer to its creation and to a rotation.
+SHOWN_ONCE = {("POST", "/admin/webhooks"), ("POST", "/admin/webhooks/{}/rotate-secret")}
 
 
-def internal_fields(body: Any, path: str = "$", keys_are_field_names: bool = False) -> list[str]:
+def allowed_top_level(method: str, path_shape: str) -> frozenset[str]:
+    """Keys that operation may answer at the top level (``path_shape``: ids as ``{}``)."""
+    return frozenset({"secret"}) if (method.upper(), path_shape) in SHOWN_ONCE else frozenset()
+
+
+def internal_fields(
+    body: Any, path: str = "$", keys_are_field_names: bool = False, allowed: frozenset[str] = frozenset()
+) -> list[str]:
     """JSON paths of internal keys and secret-looking values in ``body``.
 
     The ``errors`` of a problem body are keyed by the names of the fields the client sent (a
@@ -40,6 +50,8 @@ def internal_fields(body: Any, path: str = "$", keys_are_field_names: bool = Fal
         is_problem = path == "$" and "status" in body and "type" in body
         for key, value in body.items():
             here = f"{path}.{key}"
+            if path == "$" and key in allowed:
+                continue
             if not keys_are_field_names and re.sub(r"[_\-]", "", str(key)).lower() in INTERNAL_KEYS:
                 found.append(here)
             nested_names = keys_are_field_names or (is_problem and key == "errors")

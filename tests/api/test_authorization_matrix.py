@@ -42,6 +42,7 @@ from app.domain.orders import Order, OrderItem, OrderStatusChange
 from app.domain.payments import Payment
 from app.domain.returns import Return, ReturnItem
 from app.domain.users import User
+from app.domain.webhooks import WebhookDelivery, WebhookEndpoint, WebhookMessage, new_secret
 from app.extensions import db
 
 ROLES = ("anonymous", "other", "owner", "admin")
@@ -65,6 +66,8 @@ class World:
     fulfilled_order_id: uuid.UUID
     shipment_id: uuid.UUID
     return_id: uuid.UUID
+    webhook_id: uuid.UUID
+    delivery_id: uuid.UUID
     headers: dict[str, dict[str, str]]
     reset_token: str = ""  # the secret of a live password-reset token of the owner
     verify_token: str = ""  # the secret of the owner's e-mail verification token
@@ -80,6 +83,8 @@ class World:
             "fulfilledOrderId": self.fulfilled_order_id,
             "shipmentId": self.shipment_id,
             "returnId": self.return_id,
+            "webhookId": self.webhook_id,
+            "deliveryId": self.delivery_id,
             "name": "checkout",
         }
         return re.sub(r"\{(\w+)\}", lambda m: str(values[m.group(1)]), template)
@@ -223,6 +228,21 @@ EXPECTED: list[Row] = [
     Row("GET", "/admin/features", ADMIN_ONLY),
     Row("PUT", "/admin/features/{name}", ADMIN_ONLY, lambda w: {"enabled": True}),
     Row("GET", "/admin/low-stock", ADMIN_ONLY),
+    Row("GET", "/admin/audit-log", ADMIN_ONLY),
+    Row(
+        "POST",
+        "/admin/webhooks",
+        (401, 403, 403, 201),
+        lambda w: {"url": "http://127.0.0.1:9/hooks", "events": ["order.paid"]},
+    ),
+    Row("GET", "/admin/webhooks", ADMIN_ONLY),
+    Row("GET", "/admin/webhooks/{webhookId}", ADMIN_ONLY),
+    Row("PATCH", "/admin/webhooks/{webhookId}", ADMIN_ONLY, lambda w: {"description": "ERP"}),
+    Row("DELETE", "/admin/webhooks/{webhookId}", (401, 403, 403, 204)),
+    Row("POST", "/admin/webhooks/{webhookId}/rotate-secret", ADMIN_ONLY),
+    Row("POST", "/admin/webhooks/{webhookId}/test", (401, 403, 403, 202)),
+    Row("GET", "/admin/webhooks/{webhookId}/deliveries", ADMIN_ONLY),
+    Row("POST", "/admin/webhooks/{webhookId}/deliveries/{deliveryId}/retry", (401, 403, 403, 202)),
     # Operations
     Row("GET", "/healthz", PUBLIC),
     Row("GET", "/readyz", PUBLIC),
@@ -286,7 +306,22 @@ def build_world(app: Flask) -> World:
             currency="USD",
             version=1,
         )
-        db.session.add_all([cart, order, fulfilled, reconciliation])
+        webhook = WebhookEndpoint(
+            id=uuid.uuid4(),
+            url="http://127.0.0.1:9/hooks",
+            event_types=["*"],
+            description="",
+            secret=new_secret(),
+        )
+        webhook_message = WebhookMessage(
+            id=uuid.uuid4(), event_type="webhook.test", data_kind="event", data={}
+        )
+        db.session.add_all([cart, order, fulfilled, reconciliation, webhook, webhook_message])
+        db.session.flush()
+        delivery = WebhookDelivery(
+            id=uuid.uuid4(), endpoint_id=webhook.id, message_id=webhook_message.id, status="FAILED"
+        )
+        db.session.add(delivery)
         db.session.flush()
         now = datetime.now(UTC)
         shipment = Shipment(
@@ -383,6 +418,8 @@ def build_world(app: Flask) -> World:
             fulfilled_order_id=fulfilled.id,
             shipment_id=shipment.id,
             return_id=ret.id,
+            webhook_id=webhook.id,
+            delivery_id=delivery.id,
             headers=headers,
             reset_token=reset_secret,
             verify_token=verify_secret,

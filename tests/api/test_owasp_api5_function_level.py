@@ -35,6 +35,8 @@ def concrete(path: str, world: matrix.World) -> str:
         "order_id": world.order_id,
         "notification_id": world.notification_id,
         "reconciliation_id": world.reconciliation_id,
+        "webhook_id": world.webhook_id,
+        "delivery_id": world.delivery_id,
         "name": "checkout",
     }
     return re.sub(r"<(?:\w+:)?(\w+)>", lambda m: str(values[m.group(1)]), path)

@@ -1,9 +1,12 @@
-"""OWASP API7:2023 (server side request forgery): not applicable, and kept that way.
+"""OWASP API7:2023 (server side request forgery): one URL input, guarded, and kept that way.
 
-The API never fetches a URL a client gives it: the only outbound calls are to the payment gateway
-(``STRIPE_API_BASE``) and the SMTP server (``SMTP_URL``), both fixed by the operator's
-configuration. This test keeps it so: no parameter or body field of any operation takes a URL or
-a host, by format or by name. A new one would need an allow-list and its own tests.
+The outbound calls are to the payment gateway (``STRIPE_API_BASE``) and the SMTP server
+(``SMTP_URL``), both fixed by the operator's configuration, and to the webhook endpoints an admin
+registers (SPEC §5.4): that ``url`` is the one input that names a host, checked against private,
+loopback, link-local and multicast addresses when saved and again before every delivery
+(``app/adapters/outbound_urls.py``; tests/unit/test_outbound_urls.py, tests/api/test_webhooks_api.py,
+tests/integration/test_webhooks.py). This test keeps it so: no other parameter or body field of any
+operation takes a URL or a host, by format or by name. A new one would need its own guard and tests.
 """
 
 from __future__ import annotations
@@ -34,7 +37,11 @@ def url_inputs(schema: dict[str, Any], spec: dict[str, Any], where: str) -> list
     return found
 
 
-def test_no_operation_takes_a_url_or_a_host_from_the_client(client):
+# The webhook endpoint's URL: guarded by app.adapters.outbound_urls at creation and at each delivery.
+GUARDED = ["PATCH /admin/webhooks/{webhookId} body.url", "POST /admin/webhooks body.url"]
+
+
+def test_no_operation_takes_a_url_or_a_host_from_the_client_but_the_guarded_webhook_url(client):
     spec = client.get("/openapi.json").get_json()
     found = []
     for path, operations in spec["paths"].items():
@@ -49,7 +56,7 @@ def test_no_operation_takes_a_url_or_a_host_from_the_client(client):
             body = operation.get("requestBody", {}).get("content", {}).get("application/json")
             if body:
                 found += url_inputs(body["schema"], spec, f"{method.upper()} {path} body")
-    assert [f for f in found if f not in NEVER_FETCHED] == []
+    assert sorted(f for f in found if f not in NEVER_FETCHED) == GUARDED
 
 
 def test_a_tracking_url_is_stored_and_shown_never_fetched():

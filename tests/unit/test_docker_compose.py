@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
-PROCESSES = ("release", "web", "worker", "beat")
+PROCESSES = ("release", "web", "worker", "webhooks", "beat")
 
 
 def procfile() -> dict[str, str]:
@@ -52,7 +52,7 @@ def test_every_process_comes_from_the_one_image(compose: dict[str, Any], name: s
     assert service["init"] is True
 
 
-@pytest.mark.parametrize("name", ["web", "worker", "beat"])
+@pytest.mark.parametrize("name", ["web", "worker", "webhooks", "beat"])
 def test_processes_start_only_after_the_release_step_completed(compose: dict[str, Any], name: str):
     depends = compose["services"][name]["depends_on"]
     assert depends["release"] == {"condition": "service_completed_successfully"}

@@ -24,7 +24,7 @@ def test_app_json_declares_the_add_ons_the_formation_and_generated_secrets():
     manifest = json.loads((ROOT / "app.json").read_text())
     plans = {addon["plan"].split(":")[0] for addon in manifest["addons"]}
     assert plans == {"heroku-postgresql", "heroku-redis"}
-    assert set(manifest["formation"]) == procfile_processes() == {"web", "worker", "beat"}
+    assert set(manifest["formation"]) == procfile_processes() == {"web", "worker", "webhooks", "beat"}
     assert manifest["formation"]["beat"]["quantity"] == 1
     env = manifest["env"]
     assert env["SECRET_KEY"]["generator"] == "secret"

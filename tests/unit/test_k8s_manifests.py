@@ -49,6 +49,7 @@ def test_the_manifests_hold_every_part_of_the_deployment():
     assert {
         ("Deployment", "oms-web"),
         ("Deployment", "oms-worker"),
+        ("Deployment", "oms-webhooks"),
         ("Deployment", "oms-beat"),
         ("Job", "oms-migrate"),
         ("Service", "oms-web"),
@@ -111,9 +112,10 @@ def test_worker_grace_outlasts_the_longest_task_and_beat_is_a_single_recreated_p
     offline = {"DATABASE_URL": "postgresql://offline@127.0.0.1:9/x", "REDIS_URL": "redis://127.0.0.1:9/0"}
     settings = Settings.from_env({"APP_ENV": "development", **offline})
     longest_task = celery_config(settings.as_flask_config())["task_time_limit"]
-    worker = deployments["oms-worker"]
-    assert worker["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] > longest_task
-    assert worker["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    for name in ("oms-worker", "oms-webhooks"):
+        worker = deployments[name]
+        assert worker["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] > longest_task
+        assert worker["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
     beat = deployments["oms-beat"]
     assert beat["spec"]["replicas"] == 1
     assert beat["spec"]["strategy"] == {"type": "Recreate"}

@@ -20,7 +20,10 @@ CONFIG = {
 def test_deliveries_have_their_own_queue_and_everything_else_the_default():
     config = queue.celery_config(CONFIG)
     assert config["task_default_queue"] == queue.DEFAULT_QUEUE
-    assert config["task_routes"] == {queue.DELIVER_NOTIFICATION: {"queue": queue.NOTIFICATIONS_QUEUE}}
+    assert config["task_routes"] == {
+        queue.DELIVER_NOTIFICATION: {"queue": queue.NOTIFICATIONS_QUEUE},
+        queue.DELIVER_WEBHOOK: {"queue": queue.WEBHOOKS_QUEUE},
+    }
 
 
 def test_the_worker_takes_the_default_queue_before_the_notifications():
@@ -45,3 +48,12 @@ def test_the_worker_runs_as_many_processes_as_worker_concurrency_says():
     assert queue.celery_config({**CONFIG, "WORKER_CONCURRENCY": 5})["worker_concurrency"] == 5
     procfile = (ROOT / "Procfile").read_text()
     assert "--concurrency" not in procfile
+
+
+def test_webhook_deliveries_have_a_queue_and_a_process_of_their_own():
+    config = queue.celery_config(CONFIG)
+    assert config["task_routes"][queue.DELIVER_WEBHOOK] == {"queue": queue.WEBHOOKS_QUEUE}
+    assert queue.WEBHOOKS_QUEUE not in queue.WORKER_QUEUES.split(",")
+    for name in ("Procfile", "Procfile.dev"):
+        line = next(line for line in (ROOT / name).read_text().splitlines() if line.startswith("webhooks:"))
+        assert re.search(rf"--queues {re.escape(queue.WEBHOOKS_QUEUE)}(\s|$)", line), (name, line)
