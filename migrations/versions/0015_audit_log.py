@@ -1,7 +1,7 @@
 """audit_log: who changed what (SPEC §5.8), append-only
 
 Revision ID: 0015
-Revises: 0003
+Revises: 0013
 Create Date: 2026-12-02
 
 Expand only: a new table the previous release does not know. A trigger refuses UPDATE and DELETE of
@@ -11,7 +11,7 @@ its rows (TRUNCATE, an operator's deliberate act, is not a row operation and sta
 from alembic import op
 
 revision = "0015"
-down_revision = "0003"
+down_revision = "0013"
 branch_labels = None
 depends_on = None
 
