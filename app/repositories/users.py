@@ -74,16 +74,17 @@ class UserRepository:
         result = self.session.execute(delete(CartItem).where(CartItem.cart_id.in_(cart_ids)))
         return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
-    def lock_other_live_admins(self, user_id: uuid.UUID) -> int:
-        """Lock every live admin row but ``user_id``'s and count them: two admins demoting each
-        other at once are serialised here, so one of them stays an admin."""
+    def lock_live_admins(self) -> set[uuid.UUID]:
+        """Lock every live admin row, in id order, and return their ids. A role change takes these
+        locks before the target's own, so two admins demoting each other at once are serialised
+        (in one lock order: no deadlock) and the second sees the first's change."""
         stmt = (
             select(User.id)
-            .where(User.role == ROLE_ADMIN, User.deleted_at.is_(None), User.id != user_id)
-            .order_by(User.id)  # one lock order for every caller
+            .where(User.role == ROLE_ADMIN, User.deleted_at.is_(None))
+            .order_by(User.id)
             .with_for_update()
         )
-        return len(self.session.scalars(stmt).all())
+        return set(self.session.scalars(stmt).all())
 
     def page(self, *, q: str | None, role: str | None, page: int, page_size: int) -> tuple[list[User], int]:
         """Live accounts whose name or e-mail contains ``q`` (case-insensitively), newest first."""

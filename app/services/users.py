@@ -219,6 +219,8 @@ def update_user(
             {"currentPassword": ["Only with password."]},
         )
     with UnitOfWork() as uow:
+        # A role change locks the admin rows first (see lock_live_admins), then the account.
+        admins = uow.users.lock_live_admins() if "role" in changes else set()
         user = _visible_user(uow.users, actor, user_id, lock=True)
         if verified_hash is not None and user.password_hash != verified_hash:
             # Changed since it was verified (no transaction is held while argon2 runs).
@@ -231,8 +233,7 @@ def update_user(
             user.change_password(new_hash)
         if "role" in changes:
             old_role = user.role
-            others = uow.users.lock_other_live_admins(user.id)
-            if user.change_role(changes["role"], other_live_admins=others):
+            if user.change_role(changes["role"], other_live_admins=len(admins - {user.id})):
                 uow.audit(
                     actor,
                     AuditAction.USER_ROLE_CHANGED,
