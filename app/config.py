@@ -152,6 +152,8 @@ class Settings:
     # PASSWORD_HASH_WAIT_SECONDS, then 503) so a sign-up or login flood cannot starve other requests.
     PASSWORD_HASH_CONCURRENCY: int = 1
     PASSWORD_HASH_WAIT_SECONDS: float = 10.0
+    # How long an e-mailed password-reset token stays usable (it is single-use either way).
+    PASSWORD_RESET_TTL_SECONDS: int = 3600
     # When set, GET /metrics requires `Authorization: Bearer <METRICS_TOKEN>` (required in production).
     METRICS_TOKEN: str = ""
     # Checkouts per user (JWT subject): a cap on the sensitive business flow (OWASP API6).

@@ -41,6 +41,7 @@ def deliver_notification(self, notification_id: str) -> str:  # type: ignore[no-
         mailer=SmtpMailer.from_config(config),
         max_attempts=int(config["NOTIFY_MAX_ATTEMPTS"]),
         backoff_seconds=float(config["NOTIFY_BACKOFF_SECONDS"]),
+        secret_key=str(config["SECRET_KEY"]),
     )
     if result.retry_in is not None:
         # The attempt count lives in the database, so Celery's own retry limit is not used.

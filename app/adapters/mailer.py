@@ -21,6 +21,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import pybreaker
 
 from app.adapters.breakers import SharedCircuitBreaker
+from app.domain.notifications import is_permanent_smtp_code
 from app.log import get_logger
 
 log = get_logger(__name__)
@@ -30,6 +31,10 @@ _TRUE = {"1", "true", "yes", "on"}
 
 class MailerError(RuntimeError):
     """A message could not be handed to the SMTP server; the caller decides about retries."""
+
+
+class MailerRejected(MailerError):
+    """The server refused this message for good (SMTP 5xx, e.g. 550 unknown mailbox): no retry."""
 
 
 class MailerUnavailable(MailerError):
@@ -98,6 +103,21 @@ def _is_permanent_rejection(exc: BaseException) -> bool:
     return isinstance(exc, smtplib.SMTPResponseException) and 500 <= exc.smtp_code < 600
 
 
+def rejection_codes(exc: BaseException) -> list[int]:
+    """The SMTP reply codes an exception carries (several when recipients were refused)."""
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        return [int(code) for code, _ in exc.recipients.values()]
+    if isinstance(exc, smtplib.SMTPResponseException):
+        return [int(exc.smtp_code)]
+    return []
+
+
+def is_bounce(exc: BaseException) -> bool:
+    """A permanent rejection (every reply code 5xx); 4xx and connection errors are transient."""
+    codes = rejection_codes(exc)
+    return bool(codes) and all(is_permanent_smtp_code(code) for code in codes)
+
+
 SMTP_BREAKER = "smtp"
 _breakers: dict[tuple[str, int, float], SharedCircuitBreaker] = {}
 _breakers_lock = threading.Lock()
@@ -157,7 +177,8 @@ class SmtpMailer:
         except pybreaker.CircuitBreakerError as exc:
             raise MailerUnavailable(f"SMTP circuit open: {exc}") from exc
         except (OSError, smtplib.SMTPException) as exc:
-            raise MailerError(f"{type(exc).__name__}: {exc}".strip()) from exc
+            error = MailerRejected if is_bounce(exc) else MailerError
+            raise error(f"{type(exc).__name__}: {exc}".strip()) from exc
 
     def _deliver(self, message: EmailMessage, recipient: str) -> None:
         """One SMTP session per message (TLS with the process's shared, verifying context)."""

@@ -87,6 +87,8 @@ def celery_config(config: dict[str, Any]) -> dict[str, Any]:
     redis_url = config["REDIS_URL"]
     return {
         "broker_url": redis_url,
+        # kombu's Redis transport, guarded so a worker survives Redis going away (see the module).
+        "broker_transport": "app.adapters.redis_broker:Transport",
         "result_backend": None,
         "task_ignore_result": True,
         "include": ["worker.tasks"],

@@ -24,6 +24,7 @@ log = get_logger(__name__)
 STATUS_BY_ERROR: dict[type[d.DomainError], int] = {
     d.BadSignature: 400,
     d.NotFound: 404,
+    d.InvalidToken: 400,
     d.Unauthorized: 401,
     d.Forbidden: 403,
     d.Conflict: 409,

@@ -11,7 +11,7 @@ from flask_smorest import Blueprint
 
 from app.api.schemas import PageArgsSchema, page_body, page_of
 from app.api.security import admin_only, current_actor, self_or_admin
-from app.domain.notifications import Notification
+from app.domain.notifications import N_FAILED, N_PENDING, N_SENT, Notification
 from app.services import notifications as service
 
 blp = Blueprint(
@@ -23,6 +23,17 @@ blp = Blueprint(
 )
 
 
+class DeliverySchema(ma.Schema):
+    at = ma.fields.String(
+        required=True, metadata={"format": "date-time", "description": "When the attempt was made"}
+    )
+    error = ma.fields.String(
+        allow_none=True,
+        required=True,
+        metadata={"description": "Why it failed; null for the attempt that sent it"},
+    )
+
+
 class NotificationSchema(ma.Schema):
     notificationId = ma.fields.UUID(attribute="id", required=True)
     event = ma.fields.String(required=True, metadata={"example": "OrderPlaced"})
@@ -32,6 +43,16 @@ class NotificationSchema(ma.Schema):
     lastError = ma.fields.String(attribute="last_error", allow_none=True, required=True)
     createdAt = ma.fields.DateTime(attribute="created_at", required=True)
     sentAt = ma.fields.DateTime(attribute="sent_at", allow_none=True, required=True)
+    deliveries = ma.fields.List(
+        ma.fields.Nested(DeliverySchema),
+        required=True,
+        metadata={"description": "Every delivery attempt, oldest first, across all rounds"},
+    )
+    permanentFailure = ma.fields.Boolean(
+        attribute="permanent_failure",
+        required=True,
+        metadata={"description": "The SMTP server refused it for good (5xx): the retry job never queues it"},
+    )
 
 
 @blp.route("/users/<uuid:user_id>/notifications")
@@ -43,6 +64,34 @@ class UserNotifications(MethodView):
         """List a user's notifications, newest first (the user or an admin)."""
         items, total = service.list_user_notifications(current_actor(), user_id, page, pageSize)
         return page_body(items, total, page, pageSize)
+
+
+class NotificationFilterSchema(PageArgsSchema):
+    status = ma.fields.String(
+        validate=ma.validate.OneOf([N_PENDING, N_SENT, N_FAILED]),
+        metadata={"enum_component": "NotificationStatus"},
+    )
+    event = ma.fields.String(validate=ma.validate.Length(min=1, max=64), metadata={"example": "OrderPlaced"})
+    userId = ma.fields.UUID()
+
+
+@blp.route("/admin/notifications")
+class AdminNotifications(MethodView):
+    @admin_only
+    @blp.arguments(NotificationFilterSchema, location="query")
+    @blp.response(200, page_of(NotificationSchema))
+    def get(self, args: dict[str, Any]) -> dict[str, Any]:
+        """List notifications (admin), newest first, filtered by status, event and user."""
+        page, page_size = args["page"], args["pageSize"]
+        items, total = service.list_notifications(
+            current_actor(),
+            status=args.get("status"),
+            event=args.get("event"),
+            user_id=args.get("userId"),
+            page=page,
+            page_size=page_size,
+        )
+        return page_body(items, total, page, page_size)
 
 
 @blp.route("/admin/notifications/<uuid:notification_id>/retry")

@@ -11,7 +11,7 @@ from apispec import BasePlugin
 from flask_smorest import Api
 from flask_smorest.utils import prepare_response
 
-from app.domain import catalogue, notifications, operations, orders, payments
+from app.domain import catalogue, notifications, operations, orders, payments, users
 
 PROBLEM_JSON = "application/problem+json"
 
@@ -36,6 +36,7 @@ ENUM_COMPONENTS: dict[str, tuple[str, ...]] = {
     "StockMovementReason": catalogue.MOVEMENT_REASONS,
     "AdminStockMovementReason": catalogue.ADMIN_MOVEMENT_REASONS,
     "ReconciliationStatus": (operations.RUNNING, operations.R_COMPLETED, operations.R_FAILED),
+    "Role": users.ROLES,
 }
 
 

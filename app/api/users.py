@@ -11,13 +11,14 @@ from flask.views import MethodView
 from flask_limiter.util import get_remote_address
 from flask_smorest import Blueprint
 
-from app.api.schemas import StrictSchema
-from app.api.security import current_actor, public, self_or_admin
+from app.api.schemas import PageArgsSchema, StrictSchema, page_body, page_of
+from app.api.security import admin_only, current_actor, public, self_or_admin
 from app.domain.countries import is_country_code
 from app.domain.users import (
     MAX_EMAIL_LENGTH,
     MAX_PASSWORD_LENGTH,
     MIN_PASSWORD_LENGTH,
+    ROLES,
     InvalidEmail,
     User,
     normalise_email,
@@ -122,6 +123,13 @@ class UserUpdateSchema(StrictSchema):
     name = _name_field()
     address = ma.fields.Nested(AddressSchema)
     password = _password_field()
+    role = ma.fields.String(
+        validate=ma.validate.OneOf(ROLES),
+        metadata={
+            "enum_component": "Role",
+            "description": "Admins only (anyone else → 422); the last admin cannot step down (409)",
+        },
+    )
     currentPassword = ma.fields.String(
         load_only=True,
         validate=ma.validate.Length(min=1, max=MAX_PASSWORD_LENGTH),
@@ -134,11 +142,36 @@ class UserSchema(ma.Schema):
     name = ma.fields.String(required=True)
     email = ma.fields.String(required=True)
     address = ma.fields.Nested(AddressSchema, allow_none=True)
+    role = ma.fields.String(required=True, metadata={"enum_component": "Role"})
     createdAt = ma.fields.DateTime(attribute="created_at", required=True)
+    emailVerified = ma.fields.Boolean(
+        attribute="email_verified",
+        required=True,
+        metadata={"description": "The owner confirmed the address with the token e-mailed at sign-up"},
+    )
+
+
+class UserFilterSchema(PageArgsSchema):
+    q = ma.fields.String(
+        validate=ma.validate.Length(min=1, max=320),
+        metadata={"description": "Part of the name or e-mail address, any case"},
+    )
+    role = ma.fields.String(validate=ma.validate.OneOf(ROLES), metadata={"enum_component": "Role"})
 
 
 @blp.route("/users")
 class Users(MethodView):
+    @admin_only
+    @blp.arguments(UserFilterSchema, location="query")
+    @blp.response(200, page_of(UserSchema))
+    def get(self, args: dict[str, Any]) -> dict[str, Any]:
+        """List live accounts (admin), newest first, searched by name or e-mail and filtered by role."""
+        page, page_size = args["page"], args["pageSize"]
+        items, total = service.list_users(
+            current_actor(), q=args.get("q"), role=args.get("role"), page=page, page_size=page_size
+        )
+        return page_body(items, total, page, page_size)
+
     @public
     # Outside the body parsing: every attempt counts, valid or not. Each sign-up costs an argon2 hash.
     @limiter.limit(signup_rate_limit, key_func=get_remote_address)
@@ -155,7 +188,13 @@ class Users(MethodView):
     )
     def post(self, data: dict[str, Any]) -> tuple[User, dict[str, str]]:
         """Sign up: create a customer account."""
-        user = service.register_user(data["name"], data["email"], data["password"], data["address"])
+        user = service.register_user(
+            data["name"],
+            data["email"],
+            data["password"],
+            data["address"],
+            secret_key=str(current_app.config["SECRET_KEY"]),
+        )
         return user, {"Location": url_for("users.UserById", user_id=user.id)}
 
 
@@ -171,11 +210,12 @@ class UserById(MethodView):
     @blp.arguments(UserUpdateSchema)
     @blp.response(200, UserSchema)
     @blp.alt_response(403, response="FORBIDDEN", description="currentPassword is wrong")
+    @blp.alt_response(409, response="CONFLICT", description="The last admin cannot become a customer")
     @blp.alt_response(
         503, response="SERVICE_UNAVAILABLE", description="Too many password hashes at once in this process"
     )
     def patch(self, data: dict[str, Any], user_id: uuid.UUID) -> User:
-        """Update name, address or password (a new password revokes earlier tokens)."""
+        """Update name, address, password, or (admins) role; a new password revokes earlier tokens."""
         current_password = data.pop("currentPassword", None)
         return service.update_user(current_actor(), user_id, data, current_password)
 

@@ -47,6 +47,17 @@ class ReceivedEmail:
 class _Handler:
     on_message: Callable[[ReceivedEmail], None]
     received: list[ReceivedEmail] = field(default_factory=list)
+    # Recipient address → the reply that refuses it (e.g. "550 5.1.1 No such mailbox").
+    refuse: dict[str, str] = field(default_factory=dict)
+
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
+    ) -> str:
+        reply = self.refuse.get(address)
+        if reply is not None:
+            return reply
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         raw = envelope.original_content or envelope.content
@@ -66,10 +77,12 @@ class SmtpSink:
         host: str = "127.0.0.1",
         port: int = 8025,
         on_message: Callable[[ReceivedEmail], None] | None = None,
+        refuse: dict[str, str] | None = None,
     ) -> None:
+        """``refuse`` maps recipient addresses to the SMTP reply that rejects them (bounce tests)."""
         self.host = host
         self.port = port
-        self._handler = _Handler(on_message or (lambda _: None))
+        self._handler = _Handler(on_message or (lambda _: None), refuse=dict(refuse or {}))
         self._controller: Controller | None = None
 
     @property

@@ -34,9 +34,22 @@ class Forbidden(DomainError):
     slug = "forbidden"
 
 
+class InvalidToken(DomainError):
+    """An account token that is unknown, already used or expired (400: never says which)."""
+
+    title = "Invalid token"
+    slug = "invalid-token"
+
+
 class Conflict(DomainError):
     title = "Conflict"
     slug = "conflict"
+
+
+class LastAdmin(Conflict):
+    """The change would leave the shop without a live admin account."""
+
+    slug = "last-admin"
 
 
 class DuplicateEmail(Conflict):

@@ -193,3 +193,21 @@ class PaymentDisputeClosed(Event):
     status: str
     reason: str
     amount: str
+
+
+@dataclass(frozen=True)
+class PasswordResetRequested(Event):
+    """A password-reset token was issued: its e-mail carries the secret (derived at delivery)."""
+
+    user_id: str
+    token_id: str
+    ttl_seconds: int = 3600
+
+
+@dataclass(frozen=True)
+class EmailVerificationRequested(Event):
+    """A new account's verification token was issued: its e-mail carries the secret."""
+
+    user_id: str
+    token_id: str
+    ttl_seconds: int = 7 * 24 * 3600

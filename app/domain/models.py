@@ -1,5 +1,6 @@
 """Imports every entity so that the metadata (and Alembic) knows all tables."""
 
+from app.domain.accounts import AccountToken
 from app.domain.carts import Cart, CartItem
 from app.domain.catalogue import Product, StockMovement
 from app.domain.notifications import Notification
@@ -10,6 +11,7 @@ from app.domain.payments import GatewayEvent, Payment, Refund
 from app.domain.users import User
 
 __all__ = [
+    "AccountToken",
     "Cart",
     "CartItem",
     "Feature",

@@ -12,6 +12,7 @@ from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import Mapped, mapped_column, validates
 
 from app.domain.base import Base, new_id, utcnow
+from app.domain.errors import LastAdmin
 
 ROLE_CUSTOMER = "customer"
 ROLE_ADMIN = "admin"
@@ -85,6 +86,8 @@ class User(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
     deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # When the owner confirmed the address with the e-mailed token (None: not yet).
+    email_verified_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     @validates("email")
     def _keep_email_key(self, _key: str, value: str | None) -> str | None:
@@ -94,6 +97,10 @@ class User(Base):
     @property
     def is_admin(self) -> bool:
         return self.role == ROLE_ADMIN
+
+    @property
+    def email_verified(self) -> bool:
+        return self.email_verified_at is not None
 
     @property
     def is_active(self) -> bool:
@@ -106,6 +113,21 @@ class User(Base):
     def change_password(self, password_hash: str) -> None:
         self.password_hash = password_hash
         self.revoke_tokens()
+
+    def change_role(self, role: str, *, other_live_admins: int) -> bool:
+        """Make the account a ``customer`` or an ``admin``; returns whether it changed.
+
+        ``other_live_admins`` counts the live admin accounts besides this one: the last admin
+        cannot step down (nobody could promote anyone again but through the CLI). Authorization
+        reads the role from the database at every request, so no token needs revoking."""
+        if role not in ROLES:
+            raise ValueError(f"unknown role {role!r}")
+        if role == self.role:
+            return False
+        if self.is_admin and other_live_admins == 0:
+            raise LastAdmin("The last admin account cannot give up its role")
+        self.role = role
+        return True
 
     def erase(self, now: datetime) -> None:
         """Delete the account: personal data gone, login and tokens disabled; the row stays

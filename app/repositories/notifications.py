@@ -11,7 +11,7 @@ from sqlalchemy import and_, func, or_, select, text
 from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.orm import Session
 
-from app.domain.notifications import N_FAILED, N_PENDING, Notification
+from app.domain.notifications import N_FAILED, N_PENDING, NO_RECIPIENT, Notification
 from app.domain.orders import Order, OrderItem
 from app.domain.payments import Payment
 from app.domain.users import User
@@ -42,12 +42,27 @@ INSERT_COLUMNS = (
     "last_error",
     "created_at",
     "next_attempt_at",
+    "account_token_id",
 )
 _INSERT_IF_ABSENT = text(
     f"INSERT INTO notifications ({', '.join(INSERT_COLUMNS)}) "
     f"VALUES ({', '.join(':' + c for c in INSERT_COLUMNS)}) "
     "ON CONFLICT (event_id, channel) DO NOTHING RETURNING id"
 ).columns(id=UUID(as_uuid=True))
+
+
+# The name appears in the greeting of every template ("Hello <name>,"); a name of 3 characters or
+# more is replaced wherever it appears (a shorter one only in the greeting, so that words survive).
+_SCRUB_USER = text(
+    "UPDATE notifications SET recipient = NULL, "
+    "message = CASE WHEN length(:name) >= 3 "
+    "THEN replace(replace(message, 'Hello ' || :name || ',', 'Hello there,'), :name, :erased) "
+    "ELSE replace(message, 'Hello ' || :name || ',', 'Hello there,') END, "
+    "last_error = CASE WHEN status = 'SENT' THEN last_error ELSE :no_recipient END, "
+    "status = CASE WHEN status = 'SENT' THEN status ELSE 'FAILED' END, "
+    "next_attempt_at = NULL "
+    "WHERE user_id = :user_id"
+).bindparams(no_recipient=NO_RECIPIENT)
 
 
 class NotificationRepository:
@@ -91,6 +106,27 @@ class NotificationRepository:
         )
         return list(rows), int(total)
 
+    def page(
+        self, *, status: str | None, event: str | None, user_id: uuid.UUID | None, page: int, page_size: int
+    ) -> tuple[list[Notification], int]:
+        """Every notification matching the filters, newest first (admin list)."""
+        conditions = []
+        if status is not None:
+            conditions.append(Notification.status == status)
+        if event is not None:
+            conditions.append(Notification.event == event)
+        if user_id is not None:
+            conditions.append(Notification.user_id == user_id)
+        total = self.session.scalar(select(func.count()).select_from(Notification).where(*conditions)) or 0
+        rows = self.session.scalars(
+            select(Notification)
+            .where(*conditions)
+            .order_by(Notification.created_at.desc(), Notification.id.desc())
+            .limit(page_size)
+            .offset((page - 1) * page_size)
+        )
+        return list(rows), int(total)
+
     def lock_due_for_retry(
         self, *, created_after: datetime, overdue_before: datetime, limit: int
     ) -> list[Notification]:
@@ -104,6 +140,7 @@ class NotificationRepository:
             .where(
                 Notification.created_at > created_after,
                 Notification.recipient.is_not(None),
+                Notification.permanent_failure.is_(False),
                 or_(
                     Notification.status == N_FAILED,
                     and_(Notification.status == N_PENDING, Notification.next_attempt_at < overdue_before),
@@ -114,6 +151,13 @@ class NotificationRepository:
             .with_for_update(skip_locked=True)
         )
         return list(self.session.scalars(stmt))
+
+    def scrub_user(self, user_id: uuid.UUID, name: str, erased_name: str) -> int:
+        """Erasure: drop the recipient address and the name from every notification of the user,
+        and fail the ones not yet sent (``no recipient``: nothing can send them any more). One
+        statement; a delivery in progress holds its row, so this waits for it and then sees SENT."""
+        result = self.session.execute(_SCRUB_USER, {"user_id": user_id, "name": name, "erased": erased_name})
+        return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
     # ---- the facts an e-mail is written from --------------------------------------------------
 

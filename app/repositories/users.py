@@ -5,13 +5,19 @@ from __future__ import annotations
 import uuid
 from typing import NamedTuple
 
-from sqlalchemy import bindparam, delete, select
+from sqlalchemy import bindparam, delete, func, or_, select
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
 
 from app.domain.carts import Cart, CartItem
 from app.domain.users import ROLE_ADMIN, User, email_key
 
 _TOKEN_STATE = select(User.token_version, User.deleted_at, User.role).where(User.id == bindparam("user_id"))
+
+
+def _like_escaped(text: str) -> str:
+    """``text`` matched literally inside a LIKE pattern (``%`` and ``_`` are not wildcards)."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 class TokenState(NamedTuple):
@@ -67,3 +73,36 @@ class UserRepository:
         cart_ids = select(Cart.id).where(Cart.user_id == user_id)
         result = self.session.execute(delete(CartItem).where(CartItem.cart_id.in_(cart_ids)))
         return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+    def lock_other_live_admins(self, user_id: uuid.UUID) -> int:
+        """Lock every live admin row but ``user_id``'s and count them: two admins demoting each
+        other at once are serialised here, so one of them stays an admin."""
+        stmt = (
+            select(User.id)
+            .where(User.role == ROLE_ADMIN, User.deleted_at.is_(None), User.id != user_id)
+            .order_by(User.id)  # one lock order for every caller
+            .with_for_update()
+        )
+        return len(self.session.scalars(stmt).all())
+
+    def page(self, *, q: str | None, role: str | None, page: int, page_size: int) -> tuple[list[User], int]:
+        """Live accounts whose name or e-mail contains ``q`` (case-insensitively), newest first."""
+        conditions: list[ColumnElement[bool]] = [User.deleted_at.is_(None)]
+        if role is not None:
+            conditions.append(User.role == role)
+        if q:
+            conditions.append(
+                or_(
+                    User.name.ilike(f"%{_like_escaped(q)}%", escape="\\"),
+                    User.email_key.like(f"%{_like_escaped(email_key(q))}%", escape="\\"),
+                )
+            )
+        total = self.session.scalar(select(func.count()).select_from(User).where(*conditions)) or 0
+        rows = self.session.scalars(
+            select(User)
+            .where(*conditions)
+            .order_by(User.created_at.desc(), User.id.desc())
+            .limit(page_size)
+            .offset((page - 1) * page_size)
+        )
+        return list(rows), int(total)

@@ -20,8 +20,9 @@ from decimal import Decimal
 from typing import Any, Protocol
 
 from app.adapters.email_templates import render_email, render_html
-from app.adapters.mailer import MailerError, OutgoingEmail
+from app.adapters.mailer import MailerError, MailerRejected, OutgoingEmail
 from app.adapters.queue import DELIVER_NOTIFICATION, BrokerUnavailable, send_task
+from app.domain.accounts import TOKEN_EVENTS, TOKEN_MASK, token_secret
 from app.domain.actors import Actor
 from app.domain.base import new_id, utcnow
 from app.domain.errors import Conflict, NotFound
@@ -92,7 +93,15 @@ def record_notification(uow: UnitOfWork, event: Event, event_id: int) -> Notific
     order_id_raw = getattr(event, "order_id", None)
     order_id = uuid.UUID(str(order_id_raw)) if order_id_raw else None
     facts = repo.order_facts(order_id) if order_id else None
-    rendered = render_email(event.name, _template_context(event, user.name, facts))
+    token_id_raw = getattr(event, "token_id", None)
+    token_id = uuid.UUID(str(token_id_raw)) if token_id_raw else None
+    if token_id is not None:
+        # The secret is masked here: it is put into the e-mail at delivery only.
+        ttl_seconds = int(getattr(event, "ttl_seconds", 0) or 0)
+        context = {"name": user.name, "token": TOKEN_MASK, "ttl_minutes": max(1, ttl_seconds // 60)}
+    else:
+        context = _template_context(event, user.name, facts)
+    rendered = render_email(event.name, context)
     now = utcnow()
     recipient = user.email if user.deleted_at is None else None
     values: dict[str, Any] = {
@@ -110,6 +119,7 @@ def record_notification(uow: UnitOfWork, event: Event, event_id: int) -> Notific
         "last_error": None if recipient else NO_RECIPIENT,
         "created_at": now,
         "next_attempt_at": now if recipient else None,
+        "account_token_id": token_id,
     }
     if repo.insert_if_absent(values) is not None:
         return Notification(**values)  # what was just written (transient: not read back)
@@ -202,6 +212,7 @@ def deliver_notification(
     mailer: Mailer,
     max_attempts: int,
     backoff_seconds: float,
+    secret_key: str | None = None,
 ) -> DeliveryResult:
     """One delivery attempt. The row stays locked while the message is handed to SMTP.
 
@@ -217,16 +228,30 @@ def deliver_notification(
             notification.mark_undeliverable(NO_RECIPIENT)
             uow.commit()
             return DeliveryResult(N_FAILED)
+        text = notification.message
+        if notification.account_token_id is not None:
+            purpose = TOKEN_EVENTS.get(notification.event)
+            if purpose is None or not secret_key:
+                notification.mark_undeliverable("token e-mail cannot be built")
+                uow.commit()
+                return DeliveryResult(N_FAILED)
+            # The one place the secret exists: the e-mail being sent (never stored or logged).
+            text = text.replace(TOKEN_MASK, token_secret(secret_key, purpose, notification.account_token_id))
         email = OutgoingEmail(
             message_id=str(notification.id),
             recipient=notification.recipient,
             subject=notification.subject,
-            text=notification.message,
-            html=render_html(notification.subject, notification.message, str(notification.id)),
+            text=text,
+            html=render_html(notification.subject, text, str(notification.id)),
         )
         now = utcnow()
         try:
             mailer.send(email)
+        except MailerRejected as exc:
+            notification.record_rejection(str(exc), now=now)
+            uow.commit()
+            log.warning("notification_rejected", notification_id=str(notification_id), error=str(exc))
+            return DeliveryResult(N_FAILED)
         except MailerError as exc:
             delay = retry_delay(notification.attempts + 1, backoff_seconds)
             again = notification.record_failure(str(exc), now=now, max_attempts=max_attempts, delay=delay)
@@ -308,3 +333,20 @@ def list_user_notifications(
         if uow.notifications.user(user_id) is None:
             raise NotFound("The user was not found")
         return uow.notifications.page_for_user(user_id, page, page_size)
+
+
+def list_notifications(
+    actor: Actor,
+    *,
+    status: str | None,
+    event: str | None,
+    user_id: uuid.UUID | None,
+    page: int,
+    page_size: int,
+) -> tuple[list[Notification], int]:
+    """Admin: every notification, filtered by status, event and user, newest first."""
+    actor.require_staff()
+    with ReadOnlyUnitOfWork() as uow:
+        return uow.notifications.page(
+            status=status, event=event, user_id=user_id, page=page, page_size=page_size
+        )

@@ -30,6 +30,7 @@ from app.domain.errors import ServiceUnavailable
 from app.domain.events import Event
 from app.extensions import db
 from app.log import current_request_id, get_logger
+from app.repositories.accounts import AccountTokenRepository
 from app.repositories.carts import CartRepository
 from app.repositories.catalogue import ProductRepository, StockLedgerRepository
 from app.repositories.features import FeatureRepository
@@ -82,6 +83,10 @@ class _Repositories:
     @cached_property
     def users(self) -> UserRepository:
         return UserRepository(self.session)
+
+    @cached_property
+    def account_tokens(self) -> AccountTokenRepository:
+        return AccountTokenRepository(self.session)
 
     @cached_property
     def notifications(self) -> NotificationRepository:

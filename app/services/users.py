@@ -4,15 +4,32 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 
 from app.adapters.passwords import hash_password, needs_rehash, verify_password
+from app.domain.accounts import (
+    EMAIL_VERIFICATION_TTL,
+    PURPOSE_PASSWORD_RESET,
+    PURPOSE_VERIFY_EMAIL,
+    new_account_token,
+    token_digest,
+)
 from app.domain.actors import Actor
 from app.domain.base import new_id, utcnow
-from app.domain.errors import DuplicateEmail, Forbidden, NotFound, Unauthorized, ValidationFailed
+from app.domain.errors import (
+    DuplicateEmail,
+    Forbidden,
+    InvalidToken,
+    NotFound,
+    Unauthorized,
+    ValidationFailed,
+)
+from app.domain.events import EmailVerificationRequested, PasswordResetRequested
 from app.domain.users import (
+    ERASED_NAME,
     ROLE_ADMIN,
     ROLE_CUSTOMER,
     InvalidEmail,
@@ -25,7 +42,7 @@ from app.services.unit_of_work import ReadOnlyUnitOfWork, UnitOfWork
 
 # uq_users_email_key is the rule; uq_users_email_lower stays for the previous release (migration 0002).
 EMAIL_UNIQUE_INDEXES = frozenset({"uq_users_email_key", "uq_users_email_lower"})
-UPDATABLE_FIELDS = frozenset({"name", "address", "password"})
+UPDATABLE_FIELDS = frozenset({"name", "address", "password", "role"})
 
 
 def _is_duplicate_email(exc: IntegrityError) -> bool:
@@ -51,8 +68,19 @@ def _checked_password(password: str) -> str:
     return password
 
 
-def register_user(name: str, email: str, password: str, address: Mapping[str, Any] | None) -> User:
-    """Create a customer account; a taken email (case-insensitively) is ``DuplicateEmail``."""
+def register_user(
+    name: str,
+    email: str,
+    password: str,
+    address: Mapping[str, Any] | None,
+    *,
+    secret_key: str | None = None,
+) -> User:
+    """Create a customer account; a taken email (case-insensitively) is ``DuplicateEmail``.
+
+    With ``secret_key`` (the API), a verification token is issued in the same transaction and its
+    e-mail queued (the secret is derived at delivery, as for a password reset).
+    """
     email = _checked_email(email)
     # Hashing is slow on purpose: do it before the transaction opens.
     password_hash = hash_password(_checked_password(password))
@@ -73,8 +101,35 @@ def register_user(name: str, email: str, password: str, address: Mapping[str, An
             if _is_duplicate_email(exc):
                 raise _duplicate(email) from exc
             raise
+        if secret_key:
+            token, _secret = new_account_token(
+                user.id, PURPOSE_VERIFY_EMAIL, secret_key, EMAIL_VERIFICATION_TTL, utcnow()
+            )
+            uow.account_tokens.add(token)
+            uow.record(
+                EmailVerificationRequested(
+                    user_id=str(user.id),
+                    token_id=str(token.id),
+                    ttl_seconds=int(EMAIL_VERIFICATION_TTL.total_seconds()),
+                )
+            )
         uow.commit()
     return user
+
+
+def verify_email(secret: str) -> None:
+    """Confirm an address with its e-mailed token (single use, consumed atomically).
+
+    An unknown, used or expired token (or an erased account) is ``InvalidToken``.
+    """
+    with UnitOfWork() as uow:
+        user_id = uow.account_tokens.consume(token_digest(secret), PURPOSE_VERIFY_EMAIL)
+        user = uow.users.lock_active(user_id) if user_id is not None else None
+        if user is None:
+            raise InvalidToken("The token is unknown, used or expired")
+        if user.email_verified_at is None:
+            user.email_verified_at = utcnow()
+        uow.commit()
 
 
 def authenticate(email: str, password: str) -> User:
@@ -139,11 +194,14 @@ def _verified_current_password(actor: Actor, user_id: uuid.UUID, current_passwor
 def update_user(
     actor: Actor, user_id: uuid.UUID, changes: Mapping[str, Any], current_password: str | None = None
 ) -> User:
-    """Change name, address and/or password; a new password revokes every earlier token.
+    """Change name, address, password and/or (admins only) role; a new password revokes every
+    earlier token. The last live admin cannot become a customer (``LastAdmin``).
 
     One's own new password needs ``current_password``; an admin resetting another account's does not.
     """
     unknown = set(changes) - UPDATABLE_FIELDS
+    if "role" in changes and not actor.is_staff:
+        unknown.add("role")  # only an admin sets roles: to anyone else the field does not exist (§3)
     if unknown:
         raise ValidationFailed(
             "These fields cannot be changed", {name: ["Unknown field."] for name in sorted(unknown)}
@@ -170,8 +228,19 @@ def update_user(
             user.address = dict(changes["address"]) if changes["address"] is not None else None
         if new_hash is not None:
             user.change_password(new_hash)
+        if "role" in changes:
+            user.change_role(changes["role"], other_live_admins=uow.users.lock_other_live_admins(user.id))
         uow.commit()
     return user
+
+
+def list_users(
+    actor: Actor, *, q: str | None, role: str | None, page: int, page_size: int
+) -> tuple[list[User], int]:
+    """Admin: live accounts whose name or e-mail contains ``q``, by role, newest first."""
+    actor.require_staff()
+    with ReadOnlyUnitOfWork() as uow:
+        return uow.users.page(q=q, role=role, page=page, page_size=page_size)
 
 
 def delete_user(actor: Actor, user_id: uuid.UUID) -> None:
@@ -181,8 +250,11 @@ def delete_user(actor: Actor, user_id: uuid.UUID) -> None:
     """
     with UnitOfWork() as uow:
         user = _visible_user(uow.users, actor, user_id, lock=True)
+        name = user.name
         user.erase(utcnow())
         uow.users.empty_cart(user.id)
+        # Their address and name leave the notifications too; unsent ones can never be sent now.
+        uow.notifications.scrub_user(user.id, name or "", ERASED_NAME)
         uow.commit()
 
 
@@ -217,6 +289,63 @@ def create_admin(email: str, password: str, name: str = "Administrator") -> tupl
             user.change_password(password_hash)
         uow.commit()
     return user, created
+
+
+def request_password_reset(email: str, *, secret_key: str, ttl_seconds: int) -> None:
+    """Issue a single-use reset token for a live account and queue its e-mail; for any other
+    address do the same work (sign and hash a token, one indexed read of ``account_tokens``) and
+    nothing else, so neither the answer nor its time tells whether the address is registered.
+
+    Only the token's digest is stored; the secret goes out in the e-mail built at delivery.
+    """
+    now = utcnow()
+    with UnitOfWork() as uow:
+        user = uow.users.by_email(email.strip())
+        live = user is not None and user.is_active and user.email is not None
+        token, _secret = new_account_token(
+            user.id if user is not None and live else new_id(),
+            PURPOSE_PASSWORD_RESET,
+            secret_key,
+            timedelta(seconds=ttl_seconds),
+            now,
+        )
+        if user is None or not live:
+            uow.account_tokens.exists(token.token_hash)
+            return  # rolled back: nothing written
+        uow.account_tokens.add(token)
+        uow.record(
+            PasswordResetRequested(user_id=str(user.id), token_id=str(token.id), ttl_seconds=ttl_seconds)
+        )
+        uow.commit()
+
+
+def confirm_password_reset(secret: str, password: str) -> None:
+    """Set a new password with an e-mailed token: the token is consumed atomically (of two
+    concurrent confirmations one wins), and every earlier access token is revoked.
+
+    An unknown, used or expired token (or an erased account) is ``InvalidToken``.
+    """
+    # Hashing is slow on purpose: before the transaction opens.
+    new_hash = hash_password(_checked_password(password))
+    with UnitOfWork() as uow:
+        user_id = uow.account_tokens.consume(token_digest(secret), PURPOSE_PASSWORD_RESET)
+        user = uow.users.lock_active(user_id) if user_id is not None else None
+        if user is None:
+            raise InvalidToken("The token is unknown, used or expired")
+        user.change_password(new_hash)
+        uow.commit()
+
+
+def logout(actor: Actor) -> None:
+    """Revoke every access token of the caller (all devices): the token version is bumped."""
+    if actor.user_id is None:
+        raise Unauthorized("No account to log out")
+    with UnitOfWork() as uow:
+        user = uow.users.lock_active(actor.user_id)
+        if user is None:
+            raise Unauthorized("The account no longer exists")
+        user.revoke_tokens()
+        uow.commit()
 
 
 def token_holder_role(user_id: uuid.UUID, token_version: object) -> str | None:

@@ -4,7 +4,7 @@ Expand only: a nullable column without a default is a catalogue-only change (no 
 scan); the previous release neither reads nor writes it, so both releases run side by side.
 
 Revision ID: 0007
-Revises: 0003 (re-chain onto main's newest at merge)
+Revises: 0006
 Create Date: 2026-12-02
 
 """
@@ -12,7 +12,7 @@ Create Date: 2026-12-02
 from alembic import op
 
 revision = "0007"
-down_revision = "0003"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 

@@ -30,6 +30,8 @@ NOTIFICATION_FIELDS = {
     "lastError",
     "createdAt",
     "sentAt",
+    "deliveries",
+    "permanentFailure",
 }
 
 

@@ -22,6 +22,7 @@ import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -30,6 +31,8 @@ from flask import Flask
 
 from app.adapters.passwords import hash_password
 from app.api.security import EXEMPT_ENDPOINTS, issue_token
+from app.domain.accounts import PURPOSE_PASSWORD_RESET, PURPOSE_VERIFY_EMAIL, new_account_token
+from app.domain.base import utcnow
 from app.domain.carts import Cart, CartItem
 from app.domain.catalogue import Product
 from app.domain.notifications import Notification
@@ -58,6 +61,8 @@ class World:
     notification_id: uuid.UUID
     reconciliation_id: uuid.UUID
     headers: dict[str, dict[str, str]]
+    reset_token: str = ""  # the secret of a live password-reset token of the owner
+    verify_token: str = ""  # the secret of the owner's e-mail verification token
 
     def path(self, template: str) -> str:
         values = {
@@ -117,6 +122,18 @@ EXPECTED: list[Row] = [
     # Users and auth
     Row("POST", "/users", (201, 201, 201, 201), _new_user),
     Row("POST", "/auth/token", PUBLIC, lambda w: {"email": w.owner_email, "password": PASSWORD}),
+    Row("POST", "/auth/password-reset", (202, 202, 202, 202), lambda w: {"email": w.owner_email}),
+    # Public: the e-mailed token is the credential (no access token needed, whoever sends it).
+    Row(
+        "POST",
+        "/auth/password-reset/confirm",
+        (204, 204, 204, 204),
+        lambda w: {"token": w.reset_token, "password": "a-new-password"},
+    ),
+    Row("POST", "/auth/logout", (401, 204, 204, 204)),
+    Row("GET", "/admin/notifications", ADMIN_ONLY),
+    Row("POST", "/auth/verify-email", (204, 204, 204, 204), lambda w: {"token": w.verify_token}),
+    Row("GET", "/users", ADMIN_ONLY),
     Row("GET", "/users/{userId}", SELF_OR_ADMIN_READ),
     Row("PATCH", "/users/{userId}", SELF_OR_ADMIN_READ, lambda w: {"name": "Renamed"}),
     Row("DELETE", "/users/{userId}", (401, 404, 204, 204)),
@@ -265,6 +282,13 @@ def build_world(app: Flask) -> World:
                 notification,
             ]
         )
+        reset, reset_secret = new_account_token(
+            owner.id, PURPOSE_PASSWORD_RESET, app.config["SECRET_KEY"], timedelta(hours=1), utcnow()
+        )
+        verify, verify_secret = new_account_token(
+            owner.id, PURPOSE_VERIFY_EMAIL, app.config["SECRET_KEY"], timedelta(hours=1), utcnow()
+        )
+        db.session.add_all([reset, verify])
         db.session.commit()
         with app.test_request_context():
             headers = {
@@ -281,6 +305,8 @@ def build_world(app: Flask) -> World:
             notification_id=notification.id,
             reconciliation_id=reconciliation.id,
             headers=headers,
+            reset_token=reset_secret,
+            verify_token=verify_secret,
         )
         db.session.remove()
     return world

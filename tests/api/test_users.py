@@ -63,7 +63,9 @@ def test_sign_up_returns_201_with_the_profile_and_its_location(client):
     response = sign_up(client, email="grace@example.com")
     assert response.status_code == 201
     body = response.get_json()
-    assert set(body) == {"userId", "name", "email", "address", "createdAt"}
+    assert set(body) == {"userId", "name", "email", "address", "role", "createdAt", "emailVerified"}
+    assert body["role"] == "customer"
+    assert body["emailVerified"] is False
     assert body["name"] == "Ada Lovelace"
     assert body["email"] == "grace@example.com"
     assert body["address"] == ADDRESS

@@ -94,6 +94,8 @@ def test_every_customer_facing_event_has_the_notification_handler():
         "PaymentPartiallyRefunded",
         "AdminAlerted",  # addressed to one admin: the event's user
         "PaymentActionRequired",
+        "PasswordResetRequested",
+        "EmailVerificationRequested",
     }
     for event_type, handlers in EVENT_HANDLERS.items():
         assert (notify_customer in handlers) == (event_type.__name__ in customer_events)
