@@ -242,3 +242,21 @@ def test_a_dispute_is_recorded_on_the_payment_and_alerts_the_admins(
         },
     }
     assert post(client, unknown).json["outcome"] == "UNKNOWN_PAYMENT"
+
+
+def test_a_header_computed_by_stripes_own_helper_is_accepted(client: FlaskClient, order: Any) -> None:
+    """The signature made the way stripe-python makes it (its ``WebhookSignature`` scheme), not by
+    the sandbox's signer: the endpoint accepts it, and rejects it under another secret."""
+    import stripe
+
+    _, payment_id = order
+    payload = json.dumps(event(payment_id))
+    timestamp = int(time.time())
+    signed = stripe.WebhookSignature._compute_signature(f"{timestamp}.{payload}", SECRET)
+    headers = {"Stripe-Signature": f"t={timestamp},v1={signed}", "Content-Type": "application/json"}
+    assert (
+        client.post("/webhooks/stripe", data=payload, headers=headers).json["outcome"] == "PaymentCompleted"
+    )
+    forged = stripe.WebhookSignature._compute_signature(f"{timestamp}.{payload}", "whsec_other")
+    headers["Stripe-Signature"] = f"t={timestamp},v1={forged}"
+    assert client.post("/webhooks/stripe", data=payload, headers=headers).status_code == 400

@@ -183,9 +183,12 @@ class Stack:
         self.processes[name] = process
         return process
 
-    def start_sandbox(self) -> None:
+    def start_sandbox(self, webhooks: bool = False) -> None:
+        """``webhooks``: the sandbox sends its signed events to the web process (as Procfile.dev)."""
+        hook = f" --webhook-url {self.base_url}/webhooks/stripe" if webhooks else ""
         self.start(
-            "payments", f"flask --app app payments-sandbox --host 127.0.0.1 --port {self.sandbox_port}"
+            "payments",
+            f"flask --app app payments-sandbox --host 127.0.0.1 --port {self.sandbox_port}{hook}",
         )
         wait_for(
             lambda: (
@@ -200,10 +203,10 @@ class Stack:
             what="payment sandbox",
         )
 
-    def start_stack(self) -> None:
+    def start_stack(self, webhooks: bool = False) -> None:
         """The payment sandbox, then web, worker and beat one by one; returns once web is ready and
         the worker consumes."""
-        self.start_sandbox()
+        self.start_sandbox(webhooks)
         for name in ("web", "worker", "beat"):
             self.start(name)
         self.wait_web()

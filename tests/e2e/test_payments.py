@@ -95,7 +95,8 @@ def test_a_gateway_failing_several_times_is_retried_and_charges_once(stack: Stac
     assert (charges["paymentIntents"], charges["succeededCharges"]) == (1, 1)
 
 
-def test_a_declined_card_cancels_the_order_and_returns_its_stock(stack: Stack):
+def test_without_a_retry_window_a_declined_card_cancels_the_order_and_returns_its_stock(stack: Stack):
+    stack.env["PAYMENT_RETRY_WINDOW_SECONDS"] = "0"  # release 1's behaviour
     stack.start_stack()
     payments = Payments(stack, stock=10)
     order_id, payment_id = payments.place(quantity=3, paymentToken="pm_card_chargeDeclinedInsufficientFunds")
