@@ -49,7 +49,7 @@ def _event_type(value: str) -> None:
 
 def _events(**kwargs: Any) -> ma.fields.List:
     return ma.fields.List(
-        ma.fields.String(validate=_event_type),
+        ma.fields.String(validate=[ma.validate.Length(max=64), _event_type]),
         validate=ma.validate.Length(min=1, max=len(EVENT_TYPES) + 1),
         metadata={
             "description": f'Event types, or `["*"]` for all: {", ".join(EVENT_TYPES)}',

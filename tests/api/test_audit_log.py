@@ -117,12 +117,19 @@ def test_a_refund_is_recorded(
 ) -> None:
     product = make_product(db.session, price="4.25", stock=5)
     order = place_order_directly(db.session, customer.id, {product.id: 2})
-    db.session.execute(update(Payment).where(Payment.id == order.payment.id).values(status=COMPLETED))
+    db.session.execute(
+        update(Payment)
+        .where(Payment.id == order.payment.id)
+        .values(status=COMPLETED, gateway_reference="pi_audited")
+    )
     db.session.commit()
-    assert client.post(f"/orders/{order.id}/refund", headers=as_admin).status_code == 202
+    refund = {"amount": 3.5, "reason": "scratched"}
+    assert client.post(f"/orders/{order.id}/refund", json=refund, headers=as_admin).status_code == 202
     entry = only_entry(client, as_admin, action="REFUND_REQUESTED")
     assert entry["resourceType"] == "PAYMENT" and entry["resourceId"] == str(order.payment.id)
-    assert entry["changes"] == {"refundAmount": {"old": None, "new": 8.5}}
+    assert set(entry["changes"]) == {"refundId", "amount", "reason"}
+    assert entry["changes"]["amount"] == {"old": None, "new": 3.5}
+    assert entry["changes"]["reason"] == {"old": None, "new": "scratched"}
 
 
 def test_an_admin_status_change_is_recorded_and_a_customer_one_is_not(

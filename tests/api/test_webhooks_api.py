@@ -119,7 +119,14 @@ def test_private_addresses_are_refused_when_not_allowed(
 def test_production_allows_only_https_and_no_private_hosts() -> None:
     from app.config import Settings
 
-    settings = Settings.from_env({"APP_ENV": "production", "SECRET_KEY": "p" * 40, "METRICS_TOKEN": "m"})
+    settings = Settings.from_env(
+        {
+            "APP_ENV": "production",
+            "SECRET_KEY": "p" * 40,
+            "METRICS_TOKEN": "m",
+            "STRIPE_WEBHOOK_SECRET": "whsec_live",
+        }
+    )
     assert settings.WEBHOOK_ALLOW_PRIVATE_URLS is False
     from app.domain.errors import ValidationFailed
     from app.services.webhooks import UrlPolicy, _checked_url

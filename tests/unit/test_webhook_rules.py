@@ -102,7 +102,12 @@ def test_the_default_schedule_and_its_parsing() -> None:
 
 def test_private_urls_are_allowed_in_development_and_not_in_production() -> None:
     assert Settings.from_env({"SECRET_KEY": "k" * 40}).WEBHOOK_ALLOW_PRIVATE_URLS is True
-    production = {"APP_ENV": "production", "SECRET_KEY": "k" * 40, "METRICS_TOKEN": "t"}
+    production = {
+        "APP_ENV": "production",
+        "SECRET_KEY": "k" * 40,
+        "METRICS_TOKEN": "t",
+        "STRIPE_WEBHOOK_SECRET": "whsec_live",
+    }
     assert Settings.from_env(production).WEBHOOK_ALLOW_PRIVATE_URLS is False
     assert (
         Settings.from_env({**production, "WEBHOOK_ALLOW_PRIVATE_URLS": "true"}).WEBHOOK_ALLOW_PRIVATE_URLS
