@@ -17,6 +17,12 @@ TARGETS = {
     "product_vs_floor": ("GET /products/{id} vs bare Flask + psycopg (throughput)", ">=", 0.50),
     "order_vs_floor": ("GET /orders/{id} vs bare Flask + psycopg (throughput)", ">=", 0.50),
     "payments_vs_noop": ("payments drained vs bare Celery no-op tasks (per second)", ">=", 0.50),
+    # Issue 16.
+    "webhooks_vs_floor": (
+        "webhook deliveries vs bare Celery tasks making the same POST (per second)",
+        ">=",
+        0.50,
+    ),
     "lines_50_vs_1": ("POST /orders p50 latency, 50 lines / 1 line", "<=", 2.0),
     "reconcile_linearity": ("reconciliation time per product, largest / middle table", "<=", 1.5),
     "reconcile_memory": ("reconciliation peak RSS, largest / smallest table", "<=", 1.5),
@@ -57,6 +63,10 @@ def ratios(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
         "payments_vs_noop": _ratio(
             _get(results, "payments", "payments", "per_second"),
             _get(results, "payments", "noop", "per_second"),
+        ),
+        "webhooks_vs_floor": _ratio(
+            _get(results, "webhooks", "webhooks", "per_second"),
+            _get(results, "webhooks", "floor", "per_second"),
         ),
         "lines_50_vs_1": _ratio(
             _get(results, "lines", "50", "p50_ms"), _get(results, "lines", "1", "p50_ms")
@@ -253,6 +263,34 @@ def markdown(results: dict[str, Any]) -> str:
             ),
             "",
             "![payments](payments.png)",
+            "",
+        ]
+    hooks = results.get("webhooks")
+    if hooks:
+        out += [
+            "## Webhook deliveries: one `webhooks` worker vs bare Celery POSTs",
+            "",
+            f"{hooks.get('deliveries')} deliveries are due with no webhook worker running; then the "
+            "Procfile's `webhooks` line (concurrency 2) starts and the clock runs from its `ready` until "
+            "every delivery is SUCCEEDED, posting to a local receiver that answers 204 at once. Each "
+            "delivery claims its row under a lease, checks the URL (SSRF), renders and stores the body, "
+            "signs it and records the outcome. The floor is the same number of bare Celery tasks, each "
+            "making the same HTTP POST (bench/webhook_floor.py), on the same broker and worker settings.",
+            "",
+            "| | per second | seconds | vs floor |",
+            "|---|---|---|---|",
+            _row(
+                "webhook deliveries",
+                _fmt(_get(hooks, "webhooks", "per_second")),
+                _fmt(_get(hooks, "webhooks", "seconds"), 1),
+                _pct(_ratio(_get(hooks, "webhooks", "per_second"), _get(hooks, "floor", "per_second"))),
+            ),
+            _row(
+                "bare Celery POST tasks",
+                _fmt(_get(hooks, "floor", "per_second")),
+                _fmt(_get(hooks, "floor", "seconds"), 1),
+                "100 %",
+            ),
             "",
         ]
     if results.get("lines") or results.get("reconcile"):

@@ -18,7 +18,10 @@ the payment sandbox and an SMTP sink, and then measures:
                 the same SQL (bench/floor_app.py) under the same gunicorn settings;
 4. ``payments`` payments drained per second by one worker (concurrency 2) after a burst of orders,
                 vs bare Celery no-op tasks (bench/noop_tasks.py) on the same broker;
-5. ``scaling``  ``POST /orders`` with 1, 10 and 50 lines; ``flask reconcile-stock`` over growing
+5. ``webhooks`` webhook deliveries drained per second by the ``webhooks`` process (concurrency 2)
+                to a local receiver that answers at once, vs bare Celery tasks making the same POST
+                (bench/webhook_floor.py);
+6. ``scaling``  ``POST /orders`` with 1, 10 and 50 lines; ``flask reconcile-stock`` over growing
                 product tables (time and peak RSS).
 
 Every figure is the median of ``--runs`` runs (3; 1 with ``--quick``). Results go to
@@ -52,7 +55,7 @@ from app.adapters.queue import WORKER_QUEUES
 from bench import capture, loadgen, profiles, report, seed
 from bench.procs import BIN, ROOT, Processes, free_port, wait_for
 
-PHASES = ("limit", "checkout", "reads", "payments", "scaling", "reconcile")
+PHASES = ("limit", "checkout", "reads", "payments", "webhooks", "scaling", "reconcile")
 PRODUCTS = 1000
 L10_FIRST, L50_FIRST = 10_000_000, 20_000_000
 REDIS_DB = 14
@@ -618,6 +621,131 @@ class Bench:
             self.procs.stop(name)
         return {"tasks": count, "seconds": round(seconds, 2), "per_second": round(count / seconds, 1)}
 
+    def phase_webhooks(self) -> None:
+        """N deliveries due with no webhook worker running, then one (concurrency 2) drains them;
+        the floor: N bare Celery tasks each making the same POST."""
+        from app.adapters.queue import DELIVER_WEBHOOK, WEBHOOKS_QUEUE, send_task
+        from app.domain.webhooks import new_secret, signature_header
+        from bench import webhook_floor
+
+        n = self.plan.burst
+        port = free_port()
+        self.procs.start("receiver", f"python -m bench.webhook_floor receive --port {port}")
+        self.procs.wait_port("receiver", port)
+        url = f"http://127.0.0.1:{port}/hooks"
+        r = redis.Redis.from_url(self.redis_url)
+        ours: list[dict[str, Any]] = []
+        floors: list[dict[str, Any]] = []
+        secret = new_secret()
+        for run in range(self.plan.runs):
+            r.delete(WEBHOOKS_QUEUE, webhook_floor.QUEUE)
+            with seed.connect(self.db_url) as conn:
+                conn.execute("TRUNCATE webhook_deliveries, webhook_messages, webhook_endpoints")
+                endpoint = conn.execute(
+                    "INSERT INTO webhook_endpoints (id, url, events, description, enabled, secret, "
+                    "consecutive_failures, created_at, updated_at) VALUES (gen_random_uuid(), %s, "
+                    "'[\"*\"]', 'bench', true, %s, 0, now(), now()) RETURNING id",
+                    (url, secret),
+                ).fetchone()[0]
+                conn.execute(
+                    "INSERT INTO webhook_messages (id, event_type, data_kind, data, occurred_at) "
+                    "SELECT gen_random_uuid(), 'order.paid', 'event', jsonb_build_object('n', g), now() "
+                    "FROM generate_series(1, %s) g",
+                    (n,),
+                )
+                ids = [
+                    str(row[0])
+                    for row in conn.execute(
+                        "INSERT INTO webhook_deliveries (id, endpoint_id, message_id, status, attempts, "
+                        "retries_used, next_attempt_at, queued_at, created_at) SELECT gen_random_uuid(), "
+                        "%s, id, 'PENDING', 0, 0, now(), now(), now() FROM webhook_messages RETURNING id",
+                        (endpoint,),
+                    )
+                ]
+            with self.app.app_context():
+                for delivery_id in ids:
+                    send_task(DELIVER_WEBHOOK, [delivery_id])
+            ours.append(self.drain_webhooks(n))
+            log(f"run {run + 1} webhook deliveries: {ours[-1]['per_second']:.1f}/s")
+            body = '{"type":"order.paid","timestamp":"2026-12-02T06:00:00Z","data":{"n":1}}'
+            headers = {
+                "webhook-id": "msg_bench",
+                "webhook-timestamp": "1764655200",
+                "webhook-signature": signature_header("msg_bench", 1764655200, body, [secret]),
+                "Content-Type": "application/json",
+            }
+            floors.append(self.drain_webhook_floor(n, url, headers, body))
+            log(f"run {run + 1} bare celery POST: {floors[-1]['per_second']:.1f}/s")
+        self.procs.stop("receiver")
+        self.results["webhooks"] = {
+            "deliveries": n,
+            "webhooks": summarise(ours, ("per_second", "seconds")),
+            "floor": summarise(floors, ("per_second", "seconds")),
+        }
+
+    def succeeded_deliveries(self) -> int:
+        with seed.connect(self.db_url) as conn:
+            row = conn.execute(
+                "SELECT count(*) FROM webhook_deliveries WHERE status = 'SUCCEEDED'"
+            ).fetchone()
+            return int(row[0])
+
+    def drain_webhooks(self, count: int) -> dict[str, Any]:
+        name = f"webhooks-{self.next_run_id()}"
+        # Loopback receiver: private addresses allowed, plain http (APP_ENV=development for that).
+        self.procs.start(
+            name,
+            self.procs.lines["webhooks"],
+            {"APP_ENV": "development", "WEBHOOK_ALLOW_PRIVATE_URLS": "true"},
+        )
+        try:
+            self.procs.wait_log(name, " ready.", timeout=120)
+            started = time.monotonic()
+            deadline = started + max(600.0, count / 2)
+            while self.succeeded_deliveries() < count:
+                self.procs.check_alive(name)
+                if time.monotonic() > deadline:
+                    raise TimeoutError("webhook deliveries not drained")
+                time.sleep(0.1)
+            seconds = time.monotonic() - started
+        finally:
+            self.procs.stop(name)
+        return {"tasks": count, "seconds": round(seconds, 2), "per_second": round(count / seconds, 1)}
+
+    def drain_webhook_floor(self, count: int, url: str, headers: dict[str, str], body: str) -> dict[str, Any]:
+        from bench import webhook_floor
+
+        webhook_floor.app.conf.broker_url = self.redis_url
+        r = redis.Redis.from_url(self.redis_url)
+        r.delete(webhook_floor.QUEUE)
+        with webhook_floor.app.connection_for_write() as conn, conn.Producer() as producer:
+            for _ in range(count):
+                webhook_floor.webhook_post.apply_async((url, headers, body), producer=producer)
+        name = f"webhook-floor-{self.next_run_id()}"
+        self.procs.start(
+            name,
+            "celery --app bench.webhook_floor worker --loglevel INFO --concurrency 2 "
+            f"--queues {webhook_floor.QUEUE} --without-gossip --without-mingle",
+        )
+        try:
+            self.procs.wait_log(name, " ready.", timeout=120)
+            started = time.monotonic()
+            deadline = started + 600
+
+            def remaining() -> int:
+                unacked = sum(1 for raw in r.hvals("unacked") if json.loads(raw)[2] == webhook_floor.QUEUE)
+                return int(r.llen(webhook_floor.QUEUE)) + unacked
+
+            while remaining() > 0:
+                self.procs.check_alive(name)
+                if time.monotonic() > deadline:
+                    raise TimeoutError("webhook floor tasks not drained")
+                time.sleep(0.05)
+            seconds = time.monotonic() - started
+        finally:
+            self.procs.stop(name)
+        return {"tasks": count, "seconds": round(seconds, 2), "per_second": round(count / seconds, 1)}
+
     def phase_scaling(self) -> None:
         """POST /orders with 1, 10 and 50 lines, one client (the cost of a request, no queueing)."""
         pools = {
@@ -734,6 +862,8 @@ class Bench:
             self.phase_scaling()
         if "payments" in phases:
             self.phase_payments()
+        if "webhooks" in phases:
+            self.phase_webhooks()
         if "reconcile" in phases:
             self.phase_reconcile()
         self.results["machine"]["load_average_end"] = [round(x, 2) for x in os.getloadavg()]

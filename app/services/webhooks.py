@@ -17,6 +17,7 @@ API's own schema for ``GET /orders/{id}``) and then stored: every retry sends th
 
 from __future__ import annotations
 
+import hashlib
 import html
 import json
 import uuid
@@ -598,6 +599,10 @@ def on_endpoint_disabled(event: Event, context: EventContext) -> None:
     send_task(EMAIL_ADMINS_WEBHOOK_DISABLED, [event.webhook_id, event.url, event.reason, context.event_id])
 
 
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
 def email_admins_endpoint_disabled(
     webhook_id: str, url: str, reason: str, event_id: int, mailer: Mailer
 ) -> int:
@@ -612,7 +617,7 @@ def email_admins_endpoint_disabled(
     for recipient in recipients:
         mailer.send(
             OutgoingEmail(
-                message_id=f"<webhook-disabled-{event_id}-{recipient}@oms>",
+                message_id=f"webhook-disabled-{event_id}-{_digest(recipient)}",
                 recipient=recipient,
                 subject="A webhook endpoint was disabled",
                 text=text,

@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+import redis
 from sqlalchemy import func, select, update
 from standardwebhooks import Webhook, WebhookVerificationError
 
@@ -20,7 +21,7 @@ from app.adapters import queue, webhook_http
 from app.api import webhook_payloads
 from app.domain.actors import Actor
 from app.domain.base import utcnow
-from app.domain.events import OrderPlaced, PaymentCompleted
+from app.domain.events import OrderPlaced, PaymentCompleted, WebhookEndpointDisabled
 from app.domain.outbox import OutboxMessage
 from app.domain.webhooks import WebhookDelivery, WebhookEndpoint, WebhookMessage
 from app.extensions import db
@@ -387,3 +388,31 @@ def test_the_beat_job_queues_what_is_due_once(admin_actor: Actor, app: Any, orde
     queued = [json.loads(raw) for raw in client.lrange(queue.WEBHOOKS_QUEUE, 0, -1)]
     assert [m["headers"]["task"] for m in queued] == [queue.DELIVER_WEBHOOK] * 2
     assert {m["headers"]["argsrepr"] for m in queued} == {repr([str(delivery.id)])}
+
+
+def test_a_disabled_endpoint_is_e_mailed_to_every_live_admin(
+    app: Any, app_ctx: Any, admin: Any, make_user: Any, monkeypatch: Any
+) -> None:
+    from app.devtools.services import free_port
+    from app.devtools.smtp_sink import SmtpSink
+    from tests.tasks import run_task
+
+    sink = SmtpSink("127.0.0.1", free_port()).start()
+    monkeypatch.setitem(app.config, "SMTP_URL", sink.url)
+    try:
+        second_admin = make_user("admin")
+        make_user("customer")
+        event = WebhookEndpointDisabled(webhook_id="wh-1", url="https://erp.example/hook", reason="410 Gone")
+        webhooks.on_endpoint_disabled(event, EventContext(event_id=77, request_id=None))
+        client = redis.Redis.from_url(app.config["REDIS_URL"])
+        (queued,) = [json.loads(raw) for raw in client.lrange(queue.DEFAULT_QUEUE, 0, -1)]
+        assert queued["headers"]["task"] == queue.EMAIL_ADMINS_WEBHOOK_DISABLED
+        sent = run_task(
+            app, queue.EMAIL_ADMINS_WEBHOOK_DISABLED, "wh-1", "https://erp.example/hook", "410 Gone", 77
+        )
+        assert sent == 2
+        assert sorted(m.rcpt_tos[0] for m in sink.received) == sorted([admin.email, second_admin.email])
+        assert all("https://erp.example/hook" in m.body("plain") for m in sink.received)
+        assert all(m.subject == "A webhook endpoint was disabled" for m in sink.received)
+    finally:
+        sink.stop()
