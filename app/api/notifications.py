@@ -23,7 +23,7 @@ blp = Blueprint(
 )
 
 
-class DeliverySchema(ma.Schema):
+class NotificationDeliverySchema(ma.Schema):
     at = ma.fields.String(
         required=True, metadata={"format": "date-time", "description": "When the attempt was made"}
     )
@@ -44,7 +44,7 @@ class NotificationSchema(ma.Schema):
     createdAt = ma.fields.DateTime(attribute="created_at", required=True)
     sentAt = ma.fields.DateTime(attribute="sent_at", allow_none=True, required=True)
     deliveries = ma.fields.List(
-        ma.fields.Nested(DeliverySchema),
+        ma.fields.Nested(NotificationDeliverySchema),
         required=True,
         metadata={"description": "Every delivery attempt, oldest first, across all rounds"},
     )

@@ -125,7 +125,7 @@ class DeliveryArgsSchema(PageArgsSchema):
     )
 
 
-class DeliverySchema(ma.Schema):
+class WebhookDeliverySchema(ma.Schema):
     deliveryId = ma.fields.UUID(attribute="delivery.id", required=True)
     eventId = ma.fields.String(
         attribute="event_id", required=True, metadata={"description": "The `webhook-id`"}
@@ -200,7 +200,7 @@ class WebhookSecretRotation(MethodView):
 @blp.route("/admin/webhooks/<uuid:webhook_id>/test")
 class WebhookTest(MethodView):
     @admin_only
-    @blp.response(202, DeliverySchema)
+    @blp.response(202, WebhookDeliverySchema)
     @blp.alt_response(404, response="NOT_FOUND", description="No such endpoint")
     def post(self, webhook_id: uuid.UUID) -> service.DeliveryView:
         """Send a `webhook.test` event to this endpoint, whatever it subscribes to (admin)."""
@@ -211,7 +211,7 @@ class WebhookTest(MethodView):
 class WebhookDeliveries(MethodView):
     @admin_only
     @blp.arguments(DeliveryArgsSchema, location="query")
-    @blp.response(200, page_of(DeliverySchema))
+    @blp.response(200, page_of(WebhookDeliverySchema))
     @blp.alt_response(404, response="NOT_FOUND", description="No such endpoint")
     def get(self, args: dict[str, Any], webhook_id: uuid.UUID) -> dict[str, Any]:
         """List an endpoint's deliveries, newest first, optionally by status (admin)."""
@@ -225,7 +225,7 @@ class WebhookDeliveries(MethodView):
 @blp.route("/admin/webhooks/<uuid:webhook_id>/deliveries/<uuid:delivery_id>/retry")
 class WebhookDeliveryRetry(MethodView):
     @admin_only
-    @blp.response(202, DeliverySchema)
+    @blp.response(202, WebhookDeliverySchema)
     @blp.alt_response(404, response="NOT_FOUND", description="No such endpoint or delivery")
     def post(self, webhook_id: uuid.UUID, delivery_id: uuid.UUID) -> service.DeliveryView:
         """Make one more attempt of a delivery now, whatever its status (admin)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from app.api.openapi import ENUM_COMPONENTS
@@ -46,3 +47,10 @@ def test_nullable_nested_objects_use_the_standard_form(client):
     assert [path for path, node in nodes(doc) if "anyOf" in node or "oneOf" in node] == []
     payment = doc["components"]["schemas"]["Order"]["properties"]["payment"]
     assert payment == {"allOf": [{"$ref": "#/components/schemas/OrderPayment"}], "nullable": True}
+
+
+def test_no_two_schemas_share_a_name(client):
+    """apispec renames a second schema class with the same name to ``Name1`` (with only a
+    warning): generated clients would then get a meaningless type. Every component name is its own."""
+    schemas = client.get("/openapi.json").get_json()["components"]["schemas"]
+    assert [name for name in schemas if re.search(r"\d$", name)] == []
