@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.domain.audit import AuditEntry, AuditFilter
+from app.repositories.queries import page_of
 
 
 class AuditRepository:
@@ -26,12 +27,5 @@ class AuditRepository:
             conditions.append(AuditEntry.resource_type == where.resource_type)
         if where.resource_id is not None:
             conditions.append(AuditEntry.resource_id == where.resource_id)
-        total = self.session.scalar(select(func.count()).select_from(AuditEntry).where(*conditions)) or 0
-        rows = self.session.scalars(
-            select(AuditEntry)
-            .where(*conditions)
-            .order_by(AuditEntry.at.desc(), AuditEntry.id.desc())
-            .limit(page_size)
-            .offset((page - 1) * page_size)
-        )
-        return list(rows), int(total)
+        stmt = select(AuditEntry).where(*conditions).order_by(AuditEntry.at.desc(), AuditEntry.id.desc())
+        return page_of(self.session, stmt, page, page_size)

@@ -11,6 +11,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from app.domain.base import utcnow
 from app.domain.catalogue import Product, StockMovement
+from app.repositories.queries import like_escaped, page_of
 from app.repositories.rows import insert_rows
 
 _SAVE_STOCK = text(
@@ -80,15 +81,8 @@ class ProductRepository:
     def low_stock(self, page: int, page_size: int) -> tuple[list[Product], int]:
         """Products at or below their threshold (0: no alert), lowest stock first."""
         where = (Product.low_stock_threshold > 0) & (Product.stock <= Product.low_stock_threshold)
-        total = self.session.scalar(select(func.count()).select_from(Product).where(where)) or 0
-        rows = self.session.scalars(
-            select(Product)
-            .where(where)
-            .order_by(Product.stock, Product.name, Product.id)
-            .limit(page_size)
-            .offset((page - 1) * page_size)
-        )
-        return list(rows), int(total)
+        stmt = select(Product).where(where).order_by(Product.stock, Product.name, Product.id)
+        return page_of(self.session, stmt, page, page_size)
 
     def existing_names(self, names: Iterable[str]) -> set[str]:
         """Which of these product names are already in the catalogue."""
@@ -100,13 +94,8 @@ class ProductRepository:
     def search(self, q: str | None, page: int, page_size: int) -> tuple[list[Product], int]:
         stmt = select(Product)
         if q:
-            escaped = q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-            stmt = stmt.where(Product.name.ilike(f"%{escaped}%", escape="\\"))
-        total = self.session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
-        rows = self.session.scalars(
-            stmt.order_by(Product.name, Product.id).limit(page_size).offset((page - 1) * page_size)
-        )
-        return list(rows), int(total)
+            stmt = stmt.where(Product.name.ilike(f"%{like_escaped(q)}%", escape="\\"))
+        return page_of(self.session, stmt.order_by(Product.name, Product.id), page, page_size)
 
 
 class StockLedgerRepository:

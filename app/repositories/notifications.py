@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, text
+from sqlalchemy import and_, or_, select, text
 from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.orm import Session
 
@@ -17,6 +17,7 @@ from app.domain.orders import Order, OrderItem
 from app.domain.payments import Payment
 from app.domain.users import User
 from app.repositories.orders import OrderRepository
+from app.repositories.queries import page_of
 
 
 @dataclass(frozen=True)
@@ -96,16 +97,12 @@ class NotificationRepository:
         return self.session.scalars(stmt).first()
 
     def page_for_user(self, user_id: uuid.UUID, page: int, page_size: int) -> tuple[list[Notification], int]:
-        condition = Notification.user_id == user_id
-        total = self.session.scalar(select(func.count()).select_from(Notification).where(condition)) or 0
-        rows = self.session.scalars(
+        stmt = (
             select(Notification)
-            .where(condition)
+            .where(Notification.user_id == user_id)
             .order_by(Notification.created_at.desc(), Notification.id.desc())
-            .limit(page_size)
-            .offset((page - 1) * page_size)
         )
-        return list(rows), int(total)
+        return page_of(self.session, stmt, page, page_size)
 
     def page(
         self, *, status: str | None, event: str | None, user_id: uuid.UUID | None, page: int, page_size: int
@@ -118,15 +115,12 @@ class NotificationRepository:
             conditions.append(Notification.event == event)
         if user_id is not None:
             conditions.append(Notification.user_id == user_id)
-        total = self.session.scalar(select(func.count()).select_from(Notification).where(*conditions)) or 0
-        rows = self.session.scalars(
+        stmt = (
             select(Notification)
             .where(*conditions)
             .order_by(Notification.created_at.desc(), Notification.id.desc())
-            .limit(page_size)
-            .offset((page - 1) * page_size)
         )
-        return list(rows), int(total)
+        return page_of(self.session, stmt, page, page_size)
 
     def lock_due_for_retry(
         self, *, created_after: datetime, overdue_before: datetime, limit: int

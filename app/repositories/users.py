@@ -5,19 +5,15 @@ from __future__ import annotations
 import uuid
 from typing import NamedTuple
 
-from sqlalchemy import bindparam, delete, func, or_, select
+from sqlalchemy import bindparam, delete, or_, select
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
 from app.domain.carts import Cart, CartItem
 from app.domain.users import ROLE_ADMIN, User, email_key
+from app.repositories.queries import like_escaped, page_of
 
 _TOKEN_STATE = select(User.token_version, User.deleted_at, User.role).where(User.id == bindparam("user_id"))
-
-
-def _like_escaped(text: str) -> str:
-    """``text`` matched literally inside a LIKE pattern (``%`` and ``_`` are not wildcards)."""
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 class TokenState(NamedTuple):
@@ -94,16 +90,9 @@ class UserRepository:
         if q:
             conditions.append(
                 or_(
-                    User.name.ilike(f"%{_like_escaped(q)}%", escape="\\"),
-                    User.email_key.like(f"%{_like_escaped(email_key(q))}%", escape="\\"),
+                    User.name.ilike(f"%{like_escaped(q)}%", escape="\\"),
+                    User.email_key.like(f"%{like_escaped(email_key(q))}%", escape="\\"),
                 )
             )
-        total = self.session.scalar(select(func.count()).select_from(User).where(*conditions)) or 0
-        rows = self.session.scalars(
-            select(User)
-            .where(*conditions)
-            .order_by(User.created_at.desc(), User.id.desc())
-            .limit(page_size)
-            .offset((page - 1) * page_size)
-        )
-        return list(rows), int(total)
+        stmt = select(User).where(*conditions).order_by(User.created_at.desc(), User.id.desc())
+        return page_of(self.session, stmt, page, page_size)

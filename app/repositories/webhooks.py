@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from app.domain.users import ROLE_ADMIN, User
 from app.domain.webhooks import PENDING, WebhookDelivery, WebhookEndpoint, WebhookMessage
+from app.repositories.queries import page_of
 
 _INSERT_MESSAGE = text(
     "INSERT INTO webhook_messages (id, outbox_id, event_type, data_kind, resource_id, data, occurred_at) "
@@ -52,14 +53,8 @@ class WebhookRepository:
         self.session.execute(delete(WebhookEndpoint).where(WebhookEndpoint.id == endpoint.id))
 
     def page(self, page: int, page_size: int) -> tuple[list[WebhookEndpoint], int]:
-        total = self.session.scalar(select(func.count()).select_from(WebhookEndpoint)) or 0
-        rows = self.session.scalars(
-            select(WebhookEndpoint)
-            .order_by(WebhookEndpoint.created_at.desc(), WebhookEndpoint.id.desc())
-            .limit(page_size)
-            .offset((page - 1) * page_size)
-        )
-        return list(rows), int(total)
+        stmt = select(WebhookEndpoint).order_by(WebhookEndpoint.created_at.desc(), WebhookEndpoint.id.desc())
+        return page_of(self.session, stmt, page, page_size)
 
     def enabled(self) -> list[WebhookEndpoint]:
         return list(self.session.scalars(select(WebhookEndpoint).where(WebhookEndpoint.enabled.is_(True))))
