@@ -142,6 +142,8 @@ def create_sandbox_app(store: Store | None = None) -> Flask:
             delay = faults.delay_ms / 1000.0
             if request.path.endswith("/confirm"):
                 delay += faults.delay_confirm_ms / 1000.0
+            elif request.method == "POST" and request.path == "/v1/refunds":
+                delay += faults.delay_refund_ms / 1000.0
             injected = faults.fail_next > 0
             if injected:
                 faults.fail_next -= 1
@@ -279,18 +281,22 @@ def create_sandbox_app(store: Store | None = None) -> Flask:
     @app.post("/_sandbox/faults")
     def set_faults() -> Response:
         body = request.get_json(silent=True)
-        names = ("failNext", "status", "delayMs", "delayConfirmMs", "dropWebhooks")
+        names = ("failNext", "status", "delayMs", "delayConfirmMs", "delayRefundMs", "dropWebhooks")
         if not isinstance(body, dict) or set(body) - set(names):
             return _json(
-                400, {"error": "expected {failNext?, status?, delayMs?, delayConfirmMs?, dropWebhooks?}"}
+                400,
+                {
+                    "error": "expected {failNext?, status?, delayMs?, delayConfirmMs?, delayRefundMs?, "
+                    "dropWebhooks?}"
+                },
             )
         values = {k: body[k] for k in names if k in body}
         if any(not isinstance(v, int) or isinstance(v, bool) or v < 0 for v in values.values()):
             return _json(
                 400,
                 {
-                    "error": "failNext, status, delayMs, delayConfirmMs and dropWebhooks are "
-                    "non-negative integers"
+                    "error": "failNext, status, delayMs, delayConfirmMs, delayRefundMs and "
+                    "dropWebhooks are non-negative integers"
                 },
             )
         if "status" in values and not 400 <= values["status"] <= 599:
@@ -305,6 +311,8 @@ def create_sandbox_app(store: Store | None = None) -> Flask:
                 state.faults.delay_ms = values["delayMs"]
             if "delayConfirmMs" in values:
                 state.faults.delay_confirm_ms = values["delayConfirmMs"]
+            if "delayRefundMs" in values:
+                state.faults.delay_refund_ms = values["delayRefundMs"]
             if "dropWebhooks" in values:
                 state.faults.drop_webhooks = values["dropWebhooks"]
         return faults_view()
@@ -320,6 +328,7 @@ def create_sandbox_app(store: Store | None = None) -> Flask:
                     "status": f.status,
                     "delayMs": f.delay_ms,
                     "delayConfirmMs": f.delay_confirm_ms,
+                    "delayRefundMs": f.delay_refund_ms,
                     "served": f.served,
                     "dropWebhooks": f.drop_webhooks,
                 },
@@ -330,7 +339,7 @@ def create_sandbox_app(store: Store | None = None) -> Flask:
         with state.lock:
             served = state.faults.served
             state.faults.fail_next = state.faults.delay_ms = state.faults.drop_webhooks = 0
-            state.faults.delay_confirm_ms = 0
+            state.faults.delay_confirm_ms = state.faults.delay_refund_ms = 0
             state.faults.status = 503
             state.faults.served = served
         return faults_view()

@@ -198,6 +198,9 @@ class Faults:
     status: int = 503
     delay_ms: int = 0
     delay_confirm_ms: int = 0  # answers of ``…/confirm`` only: a slow gateway mid-charge
+    # Answers of ``POST /v1/refunds`` only: the refund is made at once, its answer comes this much
+    # later (a slow gateway mid-refund; a client that gives up, or dies, never hears of it).
+    delay_refund_ms: int = 0
     served: int = 0
     drop_webhooks: int = 0
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 
 import pytest
+import requests
 import stripe
 
 from tests.sandbox import API_KEY, Sandbox, sandbox_fixture  # noqa: F401
@@ -220,6 +221,41 @@ def test_clearing_faults_stops_them(sandbox: Sandbox) -> None:
     sandbox.faults(failNext=5, status=500)
     sandbox.clear_faults()
     assert sandbox.api("POST", "/v1/payment_intents", data=CHARGE).status_code == 200
+
+
+def test_a_delayed_refund_answer_comes_after_the_refund_was_made_and_its_key_replays_it(
+    sandbox: Sandbox,
+) -> None:
+    """``delayRefundMs`` holds only the answer of ``POST /v1/refunds``: the refund exists at once,
+    so a client that gave up (or died) meanwhile finds it made; its retry under the same key gets
+    the same refund back, never a second one."""
+    intent = sandbox.api("POST", "/v1/payment_intents", data=CHARGE).json()
+    sandbox.faults(delayRefundMs=5000)
+    assert requests.get(f"{sandbox.url}/_sandbox/faults", timeout=5).json()["delayRefundMs"] == 5000
+    refund = {"payment_intent": intent["id"], "amount": "500", "metadata[refundId]": "r-1"}
+    with pytest.raises(requests.ReadTimeout):  # the client gives up long before the answer
+        requests.post(
+            f"{sandbox.url}/v1/refunds",
+            data=refund,
+            headers={"Authorization": f"Bearer {API_KEY}", "Idempotency-Key": "refund-r-1"},
+            timeout=(5, 0.5),
+        )
+    # Made all the same, and the other calls are not held (a GET, a charge).
+    [made] = sandbox.api("GET", "/v1/refunds", params={"payment_intent": intent["id"]}).json()["data"]
+    assert (made["amount"], made["status"], made["metadata"]) == (500, "succeeded", {"refundId": "r-1"})
+    assert sandbox.api("POST", "/v1/payment_intents", data=CHARGE).status_code == 200
+    sandbox.clear_faults()
+    assert requests.get(f"{sandbox.url}/_sandbox/faults", timeout=5).json()["delayRefundMs"] == 0
+    again = sandbox.api("POST", "/v1/refunds", data=refund, headers={"Idempotency-Key": "refund-r-1"})
+    assert again.status_code == 200 and again.headers["Idempotent-Replayed"] == "true"
+    assert again.json()["id"] == made["id"]
+    assert (sandbox.stats("pay-1")["refunds"], sandbox.stats("pay-1")["amountRefunded"]) == (1, 500)
+
+
+def test_fault_values_are_checked(sandbox: Sandbox) -> None:
+    for body in ({"delayRefundMs": -1}, {"delayRefundMs": "5"}, {"delayRefundMs": True}, {"holdMs": 1}):
+        response = requests.post(f"{sandbox.url}/_sandbox/faults", json=body, timeout=5)
+        assert response.status_code == 400, body
 
 
 def test_the_official_library_parses_the_sandbox_answers(sandbox: Sandbox) -> None:
