@@ -12,8 +12,13 @@ from sqlalchemy.sql.elements import ColumnElement
 from app.domain.carts import Cart, CartItem
 from app.domain.users import ROLE_ADMIN, User, email_key
 from app.repositories.queries import like_escaped, page_of
+from app.repositories.rows import table_of
 
-_TOKEN_STATE = select(User.token_version, User.deleted_at, User.role).where(User.id == bindparam("user_id"))
+_USERS = table_of(User)
+# Every authenticated request runs it: built once, over the table (no ORM layer).
+_TOKEN_STATE = select(_USERS.c.token_version, _USERS.c.deleted_at, _USERS.c.role).where(
+    _USERS.c.id == bindparam("user_id")
+)
 
 
 class TokenState(NamedTuple):
