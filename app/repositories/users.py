@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import NamedTuple
 
-from sqlalchemy import bindparam, delete, or_, select
+from sqlalchemy import Connection, bindparam, delete, or_, select
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -27,6 +27,12 @@ class TokenState(NamedTuple):
     role: str
 
 
+def token_state_of(connection: Connection | Session, user_id: uuid.UUID) -> TokenState | None:
+    """What an access token of this user depends on, in one statement; None for no such user."""
+    row = connection.execute(_TOKEN_STATE, {"user_id": user_id}).first()
+    return None if row is None else TokenState(row.token_version, row.deleted_at is not None, row.role)
+
+
 class UserRepository:
     def __init__(self, session: Session) -> None:
         self.session = session
@@ -41,11 +47,6 @@ class UserRepository:
         and ``IntegrityError`` surfaces here."""
         self.session.add(user)
         self.session.flush()
-
-    def token_state(self, user_id: uuid.UUID) -> TokenState | None:
-        """What an access token of this user depends on, in one statement; None for no such user."""
-        row = self.session.execute(_TOKEN_STATE, {"user_id": user_id}).first()
-        return None if row is None else TokenState(row.token_version, row.deleted_at is not None, row.role)
 
     def get_active(self, user_id: uuid.UUID) -> User | None:
         """The user unless the account was deleted."""
