@@ -2,7 +2,9 @@
 
 An endpoint that creates something passes ``idempotent(actor, schema, status)`` to its use case
 (which runs through ``app.services.idempotency.run_idempotently``) and answers a ``Replay`` with
-``replayed(...)``; everything else is the normal ``@blp.response``. Keys are scoped to the user.
+``replayed(...)``; everything else is the normal ``@blp.response``, or ``first_answer(...)``: the
+answer stored under the key, sent as it is (rendered once, not again by the response schema).
+Keys are scoped to the user.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import marshmallow as ma
-from flask import Response, request, url_for
+from flask import Response, g, request, url_for
 
 from app.domain.actors import Actor
 from app.domain.errors import ValidationFailed
@@ -67,9 +69,22 @@ def idempotent(
 
     def respond(result: T) -> StoredResponse:
         body: dict[str, Any] = schema.dump(result)
-        return StoredResponse(status=status, body=body, resource_id=resource_id(result))
+        stored = StoredResponse(status=status, body=body, resource_id=resource_id(result))
+        g._idempotent_answer = stored
+        return stored
 
     return Idempotent(use, respond)
+
+
+def first_answer(location_endpoint: str, **location_args: Any) -> Response | None:
+    """The answer this request stored under its key (``respond`` rendered it in the use case's
+    transaction), as the response; None when it stored none (no key)."""
+    stored: StoredResponse | None = g.pop("_idempotent_answer", None)
+    if stored is None:
+        return None
+    response = Response(json.dumps(stored.body), status=stored.status, mimetype="application/json")
+    response.headers["Location"] = url_for(location_endpoint, **location_args)
+    return response
 
 
 def replayed(stored: StoredResponse, location_endpoint: str, **location_args: Any) -> Response:

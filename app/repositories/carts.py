@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import delete, exists, literal, select, update
+from sqlalchemy import bindparam, delete, exists, literal, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
@@ -14,6 +14,22 @@ from app.domain.carts import Cart, CartItem
 from app.domain.catalogue import Product
 from app.domain.orders import CartLine
 from app.domain.users import User
+from app.repositories.rows import table_of
+
+# The checkout's statements, built once over the tables (no ORM layer on the hot path).
+_CARTS, _ITEMS, _USERS = table_of(Cart), table_of(CartItem), table_of(User)
+_LOCK_FOR_CHECKOUT = (
+    select(_CARTS.c.id, _USERS.c.address)
+    .join(_USERS, _USERS.c.id == _CARTS.c.user_id)
+    .where(_CARTS.c.user_id == bindparam("user_id"))
+    .with_for_update(of=_CARTS)
+)
+_LINES = (
+    select(_ITEMS.c.product_id, _ITEMS.c.quantity)
+    .where(_ITEMS.c.cart_id == bindparam("cart_id"))
+    .order_by(_ITEMS.c.product_id)
+)
+_CLEAR = delete(_ITEMS).where(_ITEMS.c.cart_id == bindparam("cart_id"))
 
 
 class CartRepository:
@@ -58,13 +74,7 @@ class CartRepository:
 
         With it, in the same statement, the user's profile address (the order's default shipping
         address). None when the user has no cart."""
-        stmt = (
-            select(Cart.id, User.address)
-            .join(User, User.id == Cart.user_id)
-            .where(Cart.user_id == user_id)
-            .with_for_update(of=Cart)
-        )
-        row = self.session.execute(stmt).first()
+        row = self.session.execute(_LOCK_FOR_CHECKOUT, {"user_id": user_id}).first()
         if row is None:
             return None
         return row[0], row[1]
@@ -109,14 +119,8 @@ class CartRepository:
         return bool(result.rowcount)  # type: ignore[attr-defined]
 
     def clear(self, cart_id: uuid.UUID) -> None:
-        self.session.execute(
-            delete(CartItem).where(CartItem.cart_id == cart_id).execution_options(synchronize_session=False)
-        )
+        self.session.execute(_CLEAR, {"cart_id": cart_id})
 
     def lines(self, cart_id: uuid.UUID) -> list[CartLine]:
-        stmt = (
-            select(CartItem.product_id, CartItem.quantity)
-            .where(CartItem.cart_id == cart_id)
-            .order_by(CartItem.product_id)
-        )
-        return [CartLine(product_id, quantity) for product_id, quantity in self.session.execute(stmt)]
+        rows = self.session.execute(_LINES, {"cart_id": cart_id})
+        return [CartLine(product_id, quantity) for product_id, quantity in rows]

@@ -5,7 +5,8 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Sequence
 
-from sqlalchemy import bindparam, func, inspect, select, text
+from sqlalchemy import any_, bindparam, func, inspect, select, text
+from sqlalchemy.dialects.postgresql import ARRAY, UUID
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -20,6 +21,15 @@ _SAVE_STOCK = text(
     "WHERE products.id = new.id"
 )
 _PRODUCT_BY_ID = select(Product).where(Product.id == bindparam("product_id"))
+# Built once (the checkout's): one array parameter, so one cached statement for any number of ids.
+# populate_existing: a row already in the session is refreshed with the locked values.
+_LOCK_MANY = (
+    select(Product)
+    .where(Product.id == any_(bindparam("ids", type_=ARRAY(UUID(as_uuid=True)))))
+    .order_by(Product.id)
+    .with_for_update()
+    .execution_options(populate_existing=True)
+)
 
 
 class ProductRepository:
@@ -50,9 +60,7 @@ class ProductRepository:
         ids = sorted(set(product_ids))
         if not ids:
             return {}
-        stmt = select(Product).where(Product.id.in_(ids)).order_by(Product.id).with_for_update()
-        # populate_existing: a row already in the session is refreshed with the locked values.
-        locked = {p.id: p for p in self.session.scalars(stmt.execution_options(populate_existing=True))}
+        locked = {p.id: p for p in self.session.scalars(_LOCK_MANY, {"ids": ids})}
         self.seen.extend(locked.values())
         return locked
 

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session, joinedload, selectinload
 
 from app.domain.orders import IdempotencyKey, Order, OrderStatusChange, Placement
 from app.domain.payments import Payment
-from app.repositories.rows import insert_rows
+from app.repositories.rows import insert_rows, table_of
 
 _ORDER_BY_ID = (
     select(Order)
@@ -163,6 +163,18 @@ _CLAIM = text(
 )
 
 
+_KEYS = table_of(IdempotencyKey)
+_REMEMBER = (
+    update(_KEYS)
+    .where(_KEYS.c.user_id == bindparam("scope"), _KEYS.c.key == bindparam("key_"))
+    .values(
+        response_status=bindparam("status"),
+        response_body=bindparam("body"),
+        order_id=bindparam("resource_id"),
+    )
+)
+
+
 class IdempotencyRepository:
     """The (user, key) primary key is the guard: one claim per key, however many repeat at once."""
 
@@ -205,10 +217,8 @@ class IdempotencyRepository:
         self, user_id: uuid.UUID, key: str, *, status: int, body: dict[str, Any], order_id: uuid.UUID
     ) -> None:
         self.session.execute(
-            update(IdempotencyKey)
-            .where(IdempotencyKey.user_id == user_id, IdempotencyKey.key == key)
-            .values(response_status=status, response_body=body, order_id=order_id)
-            .execution_options(synchronize_session=False)
+            _REMEMBER,
+            {"scope": user_id, "key_": key, "status": status, "body": body, "resource_id": order_id},
         )
 
     def release(self, user_id: uuid.UUID, key: str, request_hash: str, claimed_at: datetime) -> None:

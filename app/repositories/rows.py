@@ -19,6 +19,13 @@ from sqlalchemy.orm import Session
 from app.domain.base import Base
 
 
+def table_of(cls: type[Base]) -> Table:
+    """The entity's table, for Core statements built once at import: a statement over the ORM's
+    attributes goes through the ORM's compile and result layers on every execution (about 0.1 ms
+    more per statement than the same statement over the table's columns, docs/bench)."""
+    return _columns(cls)[0]
+
+
 @cache
 def _columns(cls: type[Base]) -> tuple[Table, tuple[tuple[str, str], ...]]:
     mapper = inspect(cls)

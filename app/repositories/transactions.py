@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from sqlalchemy import text
+from functools import cache
+
+from sqlalchemy import TextClause, text
 from sqlalchemy.orm import Session, scoped_session
 
 _AUTOCOMMIT_READ = "oms_autocommit_read"
@@ -10,7 +12,13 @@ _AUTOCOMMIT_READ = "oms_autocommit_read"
 
 def set_local_lock_timeout(session: Session, milliseconds: int) -> None:
     """``SET LOCAL lock_timeout``: a lock wait longer than this fails fast (55P03) and is retried."""
-    session.execute(text(f"SET LOCAL lock_timeout = {int(milliseconds)}"))
+    session.execute(_set_local_lock_timeout(int(milliseconds)))
+
+
+@cache
+def _set_local_lock_timeout(milliseconds: int) -> TextClause:
+    """One statement object per value, so its cache key is computed once (a checkout runs it)."""
+    return text(f"SET LOCAL lock_timeout = {milliseconds}")
 
 
 def begin_read(session: Session) -> None:

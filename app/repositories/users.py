@@ -5,21 +5,32 @@ from __future__ import annotations
 import uuid
 from typing import NamedTuple
 
-from sqlalchemy import bindparam, delete, or_, select
+from sqlalchemy import Connection, bindparam, delete, or_, select
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
 from app.domain.carts import Cart, CartItem
 from app.domain.users import ROLE_ADMIN, User, email_key
 from app.repositories.queries import like_escaped, page_of
+from app.repositories.rows import table_of
 
-_TOKEN_STATE = select(User.token_version, User.deleted_at, User.role).where(User.id == bindparam("user_id"))
+_USERS = table_of(User)
+# Every authenticated request runs it: built once, over the table (no ORM layer).
+_TOKEN_STATE = select(_USERS.c.token_version, _USERS.c.deleted_at, _USERS.c.role).where(
+    _USERS.c.id == bindparam("user_id")
+)
 
 
 class TokenState(NamedTuple):
     token_version: int
     deleted: bool
     role: str
+
+
+def token_state_of(connection: Connection | Session, user_id: uuid.UUID) -> TokenState | None:
+    """What an access token of this user depends on, in one statement; None for no such user."""
+    row = connection.execute(_TOKEN_STATE, {"user_id": user_id}).first()
+    return None if row is None else TokenState(row.token_version, row.deleted_at is not None, row.role)
 
 
 class UserRepository:
@@ -36,11 +47,6 @@ class UserRepository:
         and ``IntegrityError`` surfaces here."""
         self.session.add(user)
         self.session.flush()
-
-    def token_state(self, user_id: uuid.UUID) -> TokenState | None:
-        """What an access token of this user depends on, in one statement; None for no such user."""
-        row = self.session.execute(_TOKEN_STATE, {"user_id": user_id}).first()
-        return None if row is None else TokenState(row.token_version, row.deleted_at is not None, row.role)
 
     def get_active(self, user_id: uuid.UUID) -> User | None:
         """The user unless the account was deleted."""

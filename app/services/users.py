@@ -38,8 +38,8 @@ from app.domain.users import (
     normalise_email,
     password_problem,
 )
-from app.repositories.users import UserRepository
-from app.services.unit_of_work import ReadOnlyUnitOfWork, UnitOfWork
+from app.repositories.users import UserRepository, token_state_of
+from app.services.unit_of_work import ReadOnlyUnitOfWork, UnitOfWork, autocommit_connection
 
 # uq_users_email_key is the rule; uq_users_email_lower stays for the previous release (migration 0002).
 EMAIL_UNIQUE_INDEXES = frozenset({"uq_users_email_key", "uq_users_email_lower"})
@@ -372,10 +372,10 @@ def logout(actor: Actor) -> None:
 def token_holder_role(user_id: uuid.UUID, token_version: object) -> str | None:
     """The role of the user an access token speaks for, as the database has it now (a demotion
     takes effect at the next request); None when the token is no longer good: no such user, the
-    account deleted, or earlier tokens revoked since (password change). One statement."""
-    with ReadOnlyUnitOfWork() as uow:
-        state = uow.users.token_state(user_id)
-        uow.close()  # the view's own transaction starts afresh
+    account deleted, or earlier tokens revoked since (password change). One statement, on a
+    connection of its own in autocommit mode (the view's own transaction starts afresh)."""
+    with autocommit_connection() as connection:
+        state = token_state_of(connection, user_id)
     if state is None or state.deleted or state.token_version != token_version:
         return None
     return state.role
