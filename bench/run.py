@@ -665,7 +665,7 @@ class Bench:
             with self.app.app_context():
                 for delivery_id in ids:
                     send_task(DELIVER_WEBHOOK, [delivery_id])
-            ours.append(self.drain_webhooks(n))
+            ours.append(self.drain_webhooks(n, profile=self.plan.profile and run == 0))
             log(f"run {run + 1} webhook deliveries: {ours[-1]['per_second']:.1f}/s")
             body = '{"type":"order.paid","timestamp":"2026-12-02T06:00:00Z","data":{"n":1}}'
             headers = {
@@ -690,7 +690,7 @@ class Bench:
             ).fetchone()
             return int(row[0])
 
-    def drain_webhooks(self, count: int) -> dict[str, Any]:
+    def drain_webhooks(self, count: int, profile: bool = False) -> dict[str, Any]:
         name = f"webhooks-{self.next_run_id()}"
         # Loopback receiver: private addresses allowed, plain http (APP_ENV=development for that).
         self.procs.start(
@@ -698,8 +698,15 @@ class Bench:
             self.procs.lines["webhooks"],
             {"APP_ENV": "development", "WEBHOOK_ALLOW_PRIVATE_URLS": "true"},
         )
+        spy = (
+            PySpy(self.procs, name, self.workdir / "profile_webhooks.txt", 10, self.results)
+            if profile
+            else None
+        )
         try:
             self.procs.wait_log(name, " ready.", timeout=120)
+            if spy is not None:
+                spy.__enter__()
             started = time.monotonic()
             deadline = started + max(600.0, count / 2)
             while self.succeeded_deliveries() < count:
@@ -709,6 +716,8 @@ class Bench:
                 time.sleep(0.1)
             seconds = time.monotonic() - started
         finally:
+            if spy is not None:
+                spy.__exit__()
             self.procs.stop(name)
         return {"tasks": count, "seconds": round(seconds, 2), "per_second": round(count / seconds, 1)}
 

@@ -9,8 +9,10 @@ HMAC-SHA256("{id}.{timestamp}.{body}")>`` keyed with the secret's decoded bytes,
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
+import json
 import secrets as random_secrets
 import uuid
 from collections.abc import Sequence
@@ -107,6 +109,14 @@ def event_data(event: events.Event) -> dict[str, Any]:
     return {camel(key): value for key, value in event.to_payload().items()}
 
 
+def message_body(event_type: str, occurred_at: datetime, data: Any) -> str:
+    """The body every delivery of a message sends: ``{"type", "timestamp" (RFC 3339), "data"}``."""
+    return json.dumps(
+        {"type": event_type, "timestamp": occurred_at.isoformat().replace("+00:00", "Z"), "data": data},
+        separators=(",", ":"),
+    )
+
+
 # ---- secrets and signatures -----------------------------------------------------------------------
 
 SECRET_PREFIX = "whsec_"  # noqa: S105 (the Standard Webhooks prefix)
@@ -119,8 +129,25 @@ def new_secret() -> str:
     return SECRET_PREFIX + base64.b64encode(random_secrets.token_bytes(SECRET_BYTES)).decode()
 
 
+@functools.lru_cache(maxsize=1024)
 def secret_key(secret: str) -> bytes:
+    """The HMAC key of a secret (decoded once per process: a worker signs with few secrets)."""
     return base64.b64decode(secret.removeprefix(SECRET_PREFIX))
+
+
+def live_secrets(
+    secret: str, previous: str | None, previous_expires_at: datetime | None, now: datetime
+) -> list[str]:
+    """The secrets that sign now: the current one, and the previous one during its 24 h of overlap."""
+    live = [secret]
+    if previous and previous_expires_at and now < previous_expires_at:
+        live.append(previous)
+    return live
+
+
+def webhook_id_of(message_id: uuid.UUID) -> str:
+    """The ``webhook-id`` header of a message (the same on every delivery and attempt)."""
+    return f"msg_{message_id.hex}"
 
 
 def sign(message_id: str, timestamp: int, body: str, secret: str) -> str:
@@ -179,10 +206,7 @@ class WebhookEndpoint(Base):
 
     def signing_secrets(self, now: datetime) -> list[str]:
         """The current secret, and the previous one during its 24 h of overlap."""
-        live = [self.secret]
-        if self.previous_secret and self.previous_secret_expires_at and now < self.previous_secret_expires_at:
-            live.append(self.previous_secret)
-        return live
+        return live_secrets(self.secret, self.previous_secret, self.previous_secret_expires_at, now)
 
     def rotate_secret(self, now: datetime) -> str:
         self.previous_secret = self.secret
@@ -218,7 +242,7 @@ class WebhookMessage(Base):
 
     @property
     def webhook_id(self) -> str:
-        return f"msg_{self.id.hex}"
+        return webhook_id_of(self.id)
 
 
 class WebhookDelivery(Base):
@@ -248,3 +272,30 @@ class WebhookDelivery(Base):
     queued_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+@dataclass(frozen=True)
+class ClaimedDelivery:
+    """A delivery claimed for one attempt, with what sending it takes (read by the claim itself)."""
+
+    delivery_id: uuid.UUID
+    attempt: int  # this attempt's number (1 for the first)
+    endpoint_id: uuid.UUID
+    url: str
+    secret: str
+    previous_secret: str | None
+    previous_secret_expires_at: datetime | None
+    message_id: uuid.UUID
+    event_type: str
+    data_kind: str
+    resource_id: str | None
+    data: Any  # EVENT kind: the event's fields
+    body: str | None  # once rendered (then fixed)
+    occurred_at: datetime
+
+    @property
+    def webhook_id(self) -> str:
+        return webhook_id_of(self.message_id)
+
+    def signing_secrets(self, now: datetime) -> list[str]:
+        return live_secrets(self.secret, self.previous_secret, self.previous_secret_expires_at, now)

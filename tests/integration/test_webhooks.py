@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import json
 import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import psycopg
 import pytest
 import redis
-from sqlalchemy import func, select, update
+from sqlalchemy import event, func, select, update
 from standardwebhooks import Webhook, WebhookVerificationError
 
 from app.adapters import queue, webhook_http
@@ -349,19 +353,25 @@ def test_no_more_than_the_bound_of_deliveries_run_at_once_per_endpoint(
 ) -> None:
     with running_receiver(delay=0.5) as receiver:
         endpoint(admin_actor, receiver.url)
-        for _ in range(5):
+        for _ in range(6):
             event = OrderPlaced(
                 order_id=str(order.id), user_id=str(order.user_id), payment_id=str(order.payment.id)
             )
             webhooks.fan_out(event, EventContext(event_id=outbox_id_of(event), request_id=None))
         ids = [d.id for d in deliveries()]
-        outcomes: list[str] = []
+        first_outcomes: list[webhooks.DeliveryOutcome] = []
+        final: list[str] = []
         barrier = threading.Barrier(len(ids))
 
         def attempt(delivery_id: Any) -> None:
             with app.app_context():
                 barrier.wait()
-                outcomes.append(deliver(delivery_id).status)
+                outcome = deliver(delivery_id)
+                first_outcomes.append(outcome)
+                while outcome.retry_in is not None:  # the endpoint was full: as the task would, again
+                    time.sleep(0.05)
+                    outcome = deliver(delivery_id)
+                final.append(outcome.status)
                 db.session.remove()
 
         threads = [threading.Thread(target=attempt, args=(i,)) for i in ids]
@@ -370,7 +380,11 @@ def test_no_more_than_the_bound_of_deliveries_run_at_once_per_endpoint(
         for thread in threads:
             thread.join()
         assert receiver.max_in_flight <= 2
-    assert outcomes.count("SUCCEEDED") == 2 and outcomes.count("SKIPPED") == 3
+        assert len(receiver.received) == len(ids)
+    refused = [o for o in first_outcomes if o.status == "SKIPPED"]
+    assert len(refused) >= len(ids) - 2 and all(o.retry_in for o in refused)
+    assert final == ["SUCCEEDED"] * len(ids)
+    assert all(d.attempts == 1 for d in deliveries())  # a refused claim is not an attempt
 
 
 def test_the_beat_job_queues_what_is_due_once(admin_actor: Actor, app: Any, order: Any) -> None:
@@ -416,3 +430,91 @@ def test_a_disabled_endpoint_is_e_mailed_to_every_live_admin(
         assert all(m.subject == "A webhook endpoint was disabled" for m in sink.received)
     finally:
         sink.stop()
+
+
+# ---- the cost of a delivery ---------------------------------------------------------------------
+
+
+@contextmanager
+def counted_statements() -> Iterator[list[str]]:
+    statements: list[str] = []
+
+    def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        statements.append(statement)
+
+    event.listen(db.engine, "before_cursor_execute", count)
+    try:
+        yield statements
+    finally:
+        event.remove(db.engine, "before_cursor_execute", count)
+
+
+def test_a_successful_attempt_is_three_statements_and_the_body_is_rendered_once(
+    admin_actor: Actor, order: Any
+) -> None:
+    with running_receiver() as receiver:
+        endpoint(admin_actor, receiver.url)
+        endpoint(admin_actor, receiver.url)
+        event_ = OrderPlaced(
+            order_id=str(order.id), user_id=str(order.user_id), payment_id=str(order.payment.id)
+        )
+        webhooks.fan_out(event_, EventContext(event_id=outbox_id_of(event_), request_id=None))
+        first, second = (d.id for d in deliveries())
+        db.session.rollback()
+        with counted_statements() as rendering:
+            assert deliver(first).status == "SUCCEEDED"
+        with counted_statements() as stored:
+            assert deliver(second).status == "SUCCEEDED"
+        bodies = {r.body for r in receiver.received}
+    # The claim (which reads the endpoint and the message), the count of the endpoint's leases,
+    # the outcome; the first attempt also reads the order to render it, and stores the body.
+    assert len(stored) == 3, stored
+    assert len(rendering) > 4 and sum("UPDATE webhook_messages" in s for s in rendering) == 1
+    assert len(bodies) == 1
+
+
+def test_a_claim_that_raced_past_the_bound_steps_back(
+    admin_actor: Actor, app: Any, database_url: str, order: Any
+) -> None:
+    """The claim's own count sees the leases committed before it began; one committed while it ran
+    is only seen by the count after its commit, which then gives the lease back."""
+    one_at_a_time = webhooks.DeliverySettings(**{**SETTINGS.__dict__, "endpoint_concurrency": 1})
+    endpoint(admin_actor, "http://127.0.0.1:9/a")
+    for _ in range(2):
+        event_ = OrderPlaced(
+            order_id=str(order.id), user_id=str(order.user_id), payment_id=str(order.payment.id)
+        )
+        webhooks.fan_out(event_, EventContext(event_id=outbox_id_of(event_), request_id=None))
+    first, second = deliveries()
+    db.session.rollback()
+    outcomes: list[webhooks.DeliveryOutcome] = []
+    with psycopg.connect(database_url) as blocker, psycopg.connect(database_url, autocommit=True) as other:
+        # Hold the second delivery's row so that its claim, once its snapshot is taken, waits.
+        blocker.execute("SELECT 1 FROM webhook_deliveries WHERE id = %s FOR UPDATE", (second.id,))
+
+        def claim_second() -> None:
+            with app.app_context():
+                outcomes.append(deliver(second.id, one_at_a_time))
+                db.session.remove()
+
+        racer = threading.Thread(target=claim_second)
+        racer.start()
+        deadline = time.monotonic() + 10
+        while not other.execute(
+            "SELECT count(*) FROM pg_stat_activity "
+            "WHERE wait_event_type = 'Lock' AND datname = current_database()"
+        ).fetchone()[0]:
+            assert time.monotonic() < deadline, "the claim never waited"
+            time.sleep(0.01)
+        # Meanwhile the first delivery is claimed and committed: the waiting claim cannot see it.
+        other.execute(
+            "UPDATE webhook_deliveries SET lease_until = now() + interval '1 minute' WHERE id = %s",
+            (first.id,),
+        )
+        blocker.commit()
+        racer.join()
+    (outcome,) = outcomes
+    assert outcome.status == "SKIPPED" and outcome.retry_in == webhooks.BUSY_RETRY_SECONDS
+    stepped_back = next(d for d in deliveries() if d.id == second.id)
+    assert stepped_back.lease_until is None and stepped_back.attempts == 0
+    assert stepped_back.status == "PENDING"
