@@ -43,18 +43,20 @@ from app.domain.base import Base, new_id, utcnow
 ALL_EVENTS = "*"
 TEST_EVENT = "webhook.test"
 
-# What ``data`` holds: the order as an admin's GET /orders/{id} renders it, the payment as
-# GET /orders/{id}/payment renders it, or the event's own fields (camelCase).
+# What ``data`` holds (SPEC §5.4: for order events the order, for others the resource): the order
+# as an admin's GET /orders/{id} renders it, the payment as GET /orders/{id}/payment renders it,
+# the return as GET /orders/{id}/returns/{returnId} renders it, or the event's own fields (camelCase).
 ORDER = "order"
 PAYMENT = "payment"
+RETURN = "return"
 EVENT = "event"
 
 
 @dataclass(frozen=True)
 class WebhookType:
     name: str  # the type consumers see: "order.placed"
-    data: str  # ORDER, PAYMENT or EVENT
-    id_field: str = "order_id"  # the event field naming the resource (ORDER, PAYMENT)
+    data: str  # ORDER, PAYMENT, RETURN or EVENT
+    id_field: str = "order_id"  # the event field naming the resource (ORDER, PAYMENT, RETURN)
 
 
 # The one table from domain events to webhook types: an event a feature adds is one line.
@@ -69,8 +71,8 @@ WEBHOOK_EVENTS: dict[type[events.Event], WebhookType] = {
     # A partial refund is a refund too: the payment then shows refundedAmount and refunds[].
     events.PaymentPartiallyRefunded: WebhookType("payment.refunded", PAYMENT),
     events.PaymentDisputed: WebhookType("payment.disputed", PAYMENT),
-    events.ReturnRequested: WebhookType("return.requested", EVENT),
-    events.ReturnReceived: WebhookType("return.received", EVENT),
+    events.ReturnRequested: WebhookType("return.requested", RETURN, "return_id"),
+    events.ReturnReceived: WebhookType("return.received", RETURN, "return_id"),
     events.ProductLowStock: WebhookType("product.low_stock", EVENT),
 }
 

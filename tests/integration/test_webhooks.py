@@ -25,7 +25,7 @@ from app.adapters import queue, webhook_http
 from app.api import webhook_payloads
 from app.domain.actors import Actor
 from app.domain.base import utcnow
-from app.domain.events import OrderPlaced, PaymentCompleted, WebhookEndpointDisabled
+from app.domain.events import OrderPlaced, PaymentCompleted, ReturnRequested, WebhookEndpointDisabled
 from app.domain.outbox import OutboxMessage
 from app.domain.webhooks import WebhookDelivery, WebhookEndpoint, WebhookMessage
 from app.extensions import db
@@ -33,6 +33,7 @@ from app.services import webhooks
 from app.services.dispatch import EventContext, handle_message
 from app.services.handlers import EVENT_HANDLERS
 from app.services.unit_of_work import UnitOfWork
+from tests.integration.test_returns import delivered_order  # noqa: F401 (a fixture)
 from tests.shop import make_product, place_order_directly
 from tests.webhook_receiver import running_receiver
 
@@ -193,6 +194,37 @@ def test_a_delivery_is_signed_as_the_library_verifies_and_carries_the_order(
     (stored,) = deliveries()
     assert stored.status == "SUCCEEDED" and stored.attempts == 1 and stored.last_status_code == 200
     assert stored.delivered_at is not None and stored.next_attempt_at is None
+
+
+def test_return_events_carry_the_return_as_the_api_shows_it(
+    admin_actor: Actor,
+    admin: Any,
+    client: Any,
+    customer: Any,
+    delivered_order: Any,  # noqa: F811 (the fixture imported above)
+    token_for: Any,
+) -> None:
+    order_id, product_id = delivered_order(2)
+    url = f"/orders/{order_id}/returns"
+    line = {"items": [{"productId": str(product_id), "quantity": 1}], "reason": "DAMAGED"}
+    created = client.post(url, json=line, headers=token_for(customer)).get_json()
+    with running_receiver() as receiver:
+        hook = endpoint(admin_actor, receiver.url, ["return.requested", "return.received"])
+        requested = ReturnRequested(
+            order_id=str(order_id),
+            user_id=str(customer.id),
+            return_id=created["returnId"],
+            refund_amount=str(created["refundAmount"]),
+        )
+        webhooks.fan_out(requested, EventContext(event_id=outbox_id_of(requested), request_id=None))
+        (delivery,) = deliveries()
+        assert deliver(delivery.id).status == "SUCCEEDED"
+        (request,) = receiver.received
+    payload = Webhook(hook.secret).verify(request.body, request.headers)
+    shown = client.get(f"{url}/{created['returnId']}", headers=token_for(admin)).get_json()
+    assert payload["type"] == "return.requested"
+    assert payload["data"] == shown and shown["status"] == "REQUESTED"
+    assert payload["data"]["items"][0]["productId"] == str(product_id)
 
 
 def test_a_failure_is_retried_on_the_schedule_with_the_same_id_and_body(
