@@ -273,8 +273,9 @@ def markdown(results: dict[str, Any]) -> str:
             f"{hooks.get('deliveries')} deliveries are due with no webhook worker running; then the "
             "Procfile's `webhooks` line (concurrency 2) starts and the clock runs from its `ready` until "
             "every delivery is SUCCEEDED, posting to a local receiver that answers 204 at once. Each "
-            "delivery claims its row under a lease, checks the URL (SSRF), renders and stores the body, "
-            "signs it and records the outcome. The floor is the same number of bare Celery tasks, each "
+            "delivery claims its row under a lease (one statement, then a recount of the endpoint's "
+            "leases), checks the URL (SSRF), signs it and records the outcome (one statement). "
+            "The floor is the same number of bare Celery tasks, each "
             "making the same HTTP POST (bench/webhook_floor.py), on the same broker and worker settings.",
             "",
             "| | per second | seconds | vs floor |",
@@ -293,6 +294,8 @@ def markdown(results: dict[str, Any]) -> str:
             ),
             "",
         ]
+    out += _fanout_section(results.get("fanout"))
+    out += _stripe_webhook_section(results.get("stripe_webhook"))
     if results.get("lines") or results.get("reconcile"):
         out += ["## Scaling", ""]
     if results.get("lines"):
@@ -368,6 +371,70 @@ def markdown(results: dict[str, Any]) -> str:
         "",
     ]
     return "\n".join(out)
+
+
+def _fanout_section(fan: dict[str, Any] | None) -> list[str]:
+    if not fan:
+        return []
+    return [
+        "## Webhook fan-out: outbox events to deliveries",
+        "",
+        f"{fan.get('events')} `ProductLowStock` outbox events, {fan.get('endpoints')} enabled endpoints "
+        "subscribed to every type, dispatched one after another in one process by the product's own "
+        "path (`dispatch.handle_message` running `webhooks.fan_out`: the message, one delivery per "
+        "endpoint, their tasks published, the event marked processed). The floor writes the same rows "
+        "from the same process with bare psycopg (one transaction: the outbox payload read, one "
+        "`INSERT … RETURNING` for the message and every delivery, the event marked processed) and "
+        "publishes as many bare Celery tasks.",
+        "",
+        "| | events/s | deliveries/s | vs floor |",
+        "|---|---|---|---|",
+        _row(
+            "fan-out",
+            _fmt(_get(fan, "fanout", "events_per_second")),
+            _fmt(_get(fan, "fanout", "deliveries_per_second"), 0),
+            _pct(_ratio(_get(fan, "fanout", "events_per_second"), _get(fan, "floor", "events_per_second"))),
+        ),
+        _row(
+            "bare psycopg + Celery publishes",
+            _fmt(_get(fan, "floor", "events_per_second")),
+            _fmt(_get(fan, "floor", "deliveries_per_second"), 0),
+            "100 %",
+        ),
+        "",
+    ]
+
+
+def _stripe_webhook_section(hook: dict[str, Any] | None) -> list[str]:
+    if not hook:
+        return []
+    stack, floor = hook.get("stack") or {}, hook.get("floor") or {}
+    return [
+        "## Inbound gateway webhooks: `POST /webhooks/stripe`",
+        "",
+        "Signed `payment_intent.succeeded` events (signed with Stripe's own helper, each event id "
+        "distinct, for payments that do not exist: the event id is recorded once and the payment "
+        "looked up), wrk at the reads' connection count, vs bare Flask verifying only the signature "
+        "with `stripe.Webhook.construct_event` (bench/stripe_floor.py) under the same gunicorn settings.",
+        "",
+        "| | req/s | p50 / p99 ms | CPU (cores) | vs floor |",
+        "|---|---|---|---|---|",
+        _row(
+            "POST /webhooks/stripe",
+            _fmt(stack.get("per_second")),
+            _lat(stack),
+            _median_cpu(stack),
+            _pct(_ratio(stack.get("per_second"), floor.get("per_second"))),
+        ),
+        _row(
+            "bare Flask signature check",
+            _fmt(floor.get("per_second")),
+            _lat(floor),
+            _median_cpu(floor),
+            "100 %",
+        ),
+        "",
+    ]
 
 
 def _row(*cells: Any) -> str:

@@ -55,7 +55,27 @@ from app.adapters.queue import WORKER_QUEUES
 from bench import capture, loadgen, profiles, report, seed
 from bench.procs import BIN, ROOT, Processes, free_port, wait_for
 
-PHASES = ("limit", "checkout", "reads", "payments", "webhooks", "scaling", "reconcile")
+PHASES = (
+    "limit",
+    "checkout",
+    "reads",
+    "payments",
+    "webhooks",
+    "fanout",
+    "stripe-webhook",
+    "scaling",
+    "reconcile",
+)
+FANOUT_ENDPOINTS = 10
+# The fan-out floor's one statement: the message and one delivery per enabled endpoint.
+_FLOOR_FAN_OUT = (
+    "WITH m AS (INSERT INTO webhook_messages (id, outbox_id, event_type, data_kind, data, occurred_at) "
+    "VALUES (gen_random_uuid(), %s, 'product.low_stock', 'event', %s, now()) "
+    "ON CONFLICT (outbox_id) DO NOTHING RETURNING id) "
+    "INSERT INTO webhook_deliveries (id, endpoint_id, message_id, status, attempts, retries_used, "
+    "next_attempt_at, queued_at, created_at) SELECT gen_random_uuid(), e.id, m.id, 'PENDING', 0, 0, "
+    "now(), now(), now() FROM m, webhook_endpoints e WHERE e.enabled RETURNING id"
+)
 PRODUCTS = 1000
 L10_FIRST, L50_FIRST = 10_000_000, 20_000_000
 REDIS_DB = 14
@@ -665,7 +685,7 @@ class Bench:
             with self.app.app_context():
                 for delivery_id in ids:
                     send_task(DELIVER_WEBHOOK, [delivery_id])
-            ours.append(self.drain_webhooks(n))
+            ours.append(self.drain_webhooks(n, profile=self.plan.profile and run == 0))
             log(f"run {run + 1} webhook deliveries: {ours[-1]['per_second']:.1f}/s")
             body = '{"type":"order.paid","timestamp":"2026-12-02T06:00:00Z","data":{"n":1}}'
             headers = {
@@ -690,7 +710,7 @@ class Bench:
             ).fetchone()
             return int(row[0])
 
-    def drain_webhooks(self, count: int) -> dict[str, Any]:
+    def drain_webhooks(self, count: int, profile: bool = False) -> dict[str, Any]:
         name = f"webhooks-{self.next_run_id()}"
         # Loopback receiver: private addresses allowed, plain http (APP_ENV=development for that).
         self.procs.start(
@@ -698,8 +718,15 @@ class Bench:
             self.procs.lines["webhooks"],
             {"APP_ENV": "development", "WEBHOOK_ALLOW_PRIVATE_URLS": "true"},
         )
+        spy = (
+            PySpy(self.procs, name, self.workdir / "profile_webhooks.txt", 10, self.results)
+            if profile
+            else None
+        )
         try:
             self.procs.wait_log(name, " ready.", timeout=120)
+            if spy is not None:
+                spy.__enter__()
             started = time.monotonic()
             deadline = started + max(600.0, count / 2)
             while self.succeeded_deliveries() < count:
@@ -709,6 +736,8 @@ class Bench:
                 time.sleep(0.1)
             seconds = time.monotonic() - started
         finally:
+            if spy is not None:
+                spy.__exit__()
             self.procs.stop(name)
         return {"tasks": count, "seconds": round(seconds, 2), "per_second": round(count / seconds, 1)}
 
@@ -745,6 +774,186 @@ class Bench:
         finally:
             self.procs.stop(name)
         return {"tasks": count, "seconds": round(seconds, 2), "per_second": round(count / seconds, 1)}
+
+    def phase_fanout(self) -> None:
+        """The webhook fan-out with FANOUT_ENDPOINTS endpoints: outbox events dispatched by the
+        product's own path (``dispatch.handle_message`` running ``webhooks.fan_out``: the message,
+        one delivery per endpoint, their tasks published, the event marked processed), one event
+        after another in this process; the floor writes the same rows from the same process with
+        bare psycopg (one transaction: one INSERT … RETURNING for the message and the deliveries,
+        the outbox row marked processed) and publishes as many bare Celery tasks."""
+        from app.adapters.queue import WEBHOOKS_QUEUE
+        from app.domain.events import ProductLowStock
+        from app.services import webhooks
+        from app.services.dispatch import handle_message
+        from bench import webhook_floor
+
+        n = max(50, self.plan.burst // 4)
+        r = redis.Redis.from_url(self.redis_url)
+        webhook_floor.app.conf.broker_url = self.redis_url
+        ours: list[dict[str, Any]] = []
+        floors: list[dict[str, Any]] = []
+        registry = {ProductLowStock: [webhooks.fan_out]}
+        for run in range(self.plan.runs):
+            for target in ("fanout", "floor"):
+                ids = self.fanout_events(n)
+                r.delete(WEBHOOKS_QUEUE, webhook_floor.QUEUE)
+                started = time.monotonic()
+                if target == "fanout":
+                    with self.app.app_context():
+                        for outbox_id in ids:
+                            handle_message(outbox_id, registry)
+                else:
+                    self.fanout_floor(ids)
+                seconds = time.monotonic() - started
+                with seed.connect(self.db_url) as conn:
+                    made = int(conn.execute("SELECT count(*) FROM webhook_deliveries").fetchone()[0])
+                if made != n * FANOUT_ENDPOINTS:
+                    raise RuntimeError(f"{target}: {made} deliveries, expected {n * FANOUT_ENDPOINTS}")
+                result = {
+                    "events": n,
+                    "seconds": round(seconds, 2),
+                    "events_per_second": round(n / seconds, 1),
+                    "deliveries_per_second": round(made / seconds, 1),
+                }
+                (ours if target == "fanout" else floors).append(result)
+                log(
+                    f"run {run + 1} fan-out {target:<6} {result['events_per_second']:7.1f} events/s "
+                    f"({result['deliveries_per_second']:.0f} deliveries/s, {FANOUT_ENDPOINTS} endpoints)"
+                )
+        r.delete(WEBHOOKS_QUEUE, webhook_floor.QUEUE)
+        self.results["fanout"] = {
+            "events": n,
+            "endpoints": FANOUT_ENDPOINTS,
+            "fanout": summarise(ours, ("events_per_second", "deliveries_per_second", "seconds")),
+            "floor": summarise(floors, ("events_per_second", "deliveries_per_second", "seconds")),
+        }
+
+    def fanout_events(self, n: int) -> list[int]:
+        """No deliveries yet, FANOUT_ENDPOINTS enabled endpoints on every type, n ProductLowStock
+        events in the outbox (mapped to product.low_stock; its data needs no rendering)."""
+        with seed.connect(self.db_url) as conn:
+            conn.execute("TRUNCATE webhook_deliveries, webhook_messages, webhook_endpoints")
+            conn.execute(
+                "INSERT INTO webhook_endpoints (id, url, events, description, enabled, secret, "
+                "consecutive_failures, created_at, updated_at) SELECT gen_random_uuid(), "
+                "'http://127.0.0.1:9/hook' || g, '[\"*\"]', 'bench', true, %s, 0, now(), now() "
+                "FROM generate_series(1, %s) g",
+                (secrets.token_hex(16), FANOUT_ENDPOINTS),
+            )
+            return [
+                int(row[0])
+                for row in conn.execute(
+                    "INSERT INTO outbox (event_type, payload, created_at, published_at, publish_attempts) "
+                    "SELECT 'ProductLowStock', jsonb_build_object('product_id', gen_random_uuid()::text, "
+                    "'product_name', 'Bench ' || g, 'stock', 1, 'low_stock_threshold', 5), now(), now(), 0 "
+                    "FROM generate_series(1, %s) g RETURNING id",
+                    (n,),
+                )
+            ]
+
+    def fanout_floor(self, outbox_ids: list[int]) -> None:
+        from bench import webhook_floor
+
+        with (
+            seed.connect(self.db_url) as conn,
+            webhook_floor.app.connection_for_write() as broker,
+            broker.Producer() as producer,
+        ):
+            for outbox_id in outbox_ids:
+                with conn.transaction():
+                    payload = conn.execute(
+                        "SELECT payload FROM outbox WHERE id = %s", (outbox_id,)
+                    ).fetchone()[0]
+                    created = conn.execute(_FLOOR_FAN_OUT, (outbox_id, json.dumps(payload))).fetchall()
+                    conn.execute("UPDATE outbox SET processed_at = now() WHERE id = %s", (outbox_id,))
+                for (delivery_id,) in created:
+                    webhook_floor.webhook_post.apply_async(("", {}, str(delivery_id)), producer=producer)
+
+    def phase_stripe_webhook(self) -> None:
+        """POST /webhooks/stripe: signed payloads (Stripe's own helper signs them), each event id
+        distinct, vs bare Flask doing only ``stripe.Webhook.construct_event`` (bench/stripe_floor.py)
+        under the same gunicorn settings, at ``read_clients`` connections."""
+        secret = self.env["STRIPE_WEBHOOK_SECRET"]
+        port = free_port()
+        self.procs.start(
+            "stripe-floor",
+            "gunicorn 'bench.stripe_floor:create_app()' --config gunicorn.conf.py",
+            env={"PORT": str(port), "STRIPE_WEBHOOK_SECRET": secret},
+        )
+        urls = {"stack": self.web_url, "floor": f"http://127.0.0.1:{port}"}
+        names = {"stack": "web", "floor": "stripe-floor"}
+        found: dict[str, list[loadgen.Measurement]] = {"stack": [], "floor": []}
+        try:
+            self.procs.wait_http("stripe-floor", f"{urls['floor']}/healthz", timeout=60)
+            for run in range(self.plan.runs):
+                for target in ("stack", "floor"):
+                    events = self.signed_stripe_events(secret, f"r{run}{target}", 20_000)
+                    with CpuMeter(self.procs, names[target]) as cpu:
+                        m = loadgen.run_wrk(
+                            urls[target],
+                            "post_signed.lua",
+                            [str(events)],
+                            clients=self.plan.read_clients,
+                            duration_s=self.plan.duration,
+                            ok_statuses=("200",),
+                        )
+                    m.statuses["_cpu"] = cpu.summary()  # type: ignore[assignment]
+                    found[target].append(m)
+                    log(
+                        f"run {run + 1} POST /webhooks/stripe {target:<5} {m.per_second:8.1f} req/s  "
+                        f"p50 {m.p50_ms:6.2f} ms  p99 {m.p99_ms:6.2f} ms  statuses {m.statuses}"
+                    )
+            if self.plan.profile:
+                events = self.signed_stripe_events(secret, "profile", 20_000)
+                with PySpy(
+                    self.procs,
+                    "web",
+                    self.workdir / "profile_stripe_webhook.txt",
+                    self.plan.duration,
+                    self.results,
+                ):
+                    loadgen.run_wrk(
+                        urls["stack"],
+                        "post_signed.lua",
+                        [str(events)],
+                        clients=self.plan.read_clients,
+                        duration_s=self.plan.duration,
+                    )
+        finally:
+            self.procs.stop("stripe-floor")
+        self.results["stripe_webhook"] = {t: loadgen.median_of(found[t]) for t in ("stack", "floor")}
+
+    def signed_stripe_events(self, secret: str, tag: str, count: int) -> Path:
+        """``count`` payment_intent.succeeded events for unknown payments (the event id is recorded,
+        the payment looked up, nothing else changes), signed now with Stripe's helper."""
+        import uuid
+
+        import stripe
+
+        stamp = int(time.time())
+        path = self.workdir / f"stripe_events_{tag}.tsv"
+        with path.open("w") as out:
+            for i in range(count):
+                body = json.dumps(
+                    {
+                        "id": f"evt_bench_{tag}_{i}",
+                        "object": "event",
+                        "type": "payment_intent.succeeded",
+                        "data": {
+                            "object": {
+                                "id": f"pi_bench_{tag}_{i}",
+                                "object": "payment_intent",
+                                "status": "succeeded",
+                                "metadata": {"paymentId": str(uuid.uuid4())},
+                            }
+                        },
+                    },
+                    separators=(",", ":"),
+                )
+                signature = stripe.WebhookSignature._compute_signature(f"{stamp}.{body}", secret)
+                out.write(f"/webhooks/stripe\tt={stamp},v1={signature}\t{body}\n")
+        return path
 
     def phase_scaling(self) -> None:
         """POST /orders with 1, 10 and 50 lines, one client (the cost of a request, no queueing)."""
@@ -864,6 +1073,10 @@ class Bench:
             self.phase_payments()
         if "webhooks" in phases:
             self.phase_webhooks()
+        if "fanout" in phases:
+            self.phase_fanout()
+        if "stripe-webhook" in phases:
+            self.phase_stripe_webhook()
         if "reconcile" in phases:
             self.phase_reconcile()
         self.results["machine"]["load_average_end"] = [round(x, 2) for x in os.getloadavg()]

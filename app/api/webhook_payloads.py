@@ -1,7 +1,8 @@
 """What ``data`` of a webhook holds, rendered by the API's own schemas (one source for the shape).
 
 Order events carry the order as an admin's ``GET /orders/{id}`` renders it (``OrderSchema``);
-payment events the payment as ``GET /orders/{id}/payment`` renders it (``PaymentSchema``). The
+payment events the payment as ``GET /orders/{id}/payment`` renders it (``PaymentSchema``); return
+events the return as ``GET /orders/{id}/returns/{returnId}`` renders it (``ReturnSchema``). The
 worker injects ``render`` into the delivery service.
 """
 
@@ -12,10 +13,11 @@ from typing import Any
 
 from app.api.orders import OrderSchema
 from app.api.payments import PaymentSchema
+from app.api.returns import ReturnSchema
 from app.domain.actors import SYSTEM
 from app.domain.errors import NotFound
-from app.domain.webhooks import ORDER, PAYMENT
-from app.services import orders, payments
+from app.domain.webhooks import ORDER, PAYMENT, RETURN
+from app.services import orders, payments, returns
 
 
 def render(kind: str, resource_id: str) -> dict[str, Any] | None:
@@ -26,6 +28,8 @@ def render(kind: str, resource_id: str) -> dict[str, Any] | None:
             return OrderSchema().dump(orders.get_order(SYSTEM, key))  # type: ignore[no-any-return]
         if kind == PAYMENT:
             return PaymentSchema().dump(payments.get_payment(SYSTEM, key))  # type: ignore[no-any-return]
+        if kind == RETURN:
+            return ReturnSchema().dump(returns.find_return(SYSTEM, key))  # type: ignore[no-any-return]
     except (NotFound, ValueError):
         return None
     raise ValueError(f"unknown webhook data kind {kind!r}")

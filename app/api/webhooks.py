@@ -13,9 +13,20 @@ from flask_smorest import Blueprint
 from app.api.features import JsonBoolean
 from app.api.orders import OrderSchema
 from app.api.payments import PaymentSchema
+from app.api.returns import ReturnSchema
 from app.api.schemas import PageArgsSchema, StrictSchema, page_body, page_of
 from app.api.security import admin_only, current_actor
-from app.domain.webhooks import ALL_EVENTS, DELIVERY_STATUSES, EVENT_TYPES, TEST_EVENT, WebhookEndpoint
+from app.domain.webhooks import (
+    ALL_EVENTS,
+    DELIVERY_STATUSES,
+    EVENT_TYPES,
+    ORDER,
+    PAYMENT,
+    RETURN,
+    TEST_EVENT,
+    WEBHOOK_EVENTS,
+    WebhookEndpoint,
+)
 from app.services import webhooks as service
 
 blp = Blueprint(
@@ -244,9 +255,13 @@ class _WebhookEnvelope(ma.Schema):
     )
 
 
+def _types_of(kind: str) -> str:
+    return ", ".join(sorted({t.name for t in WEBHOOK_EVENTS.values() if t.data == kind}))
+
+
 class WebhookOrderEventSchema(_WebhookEnvelope):
     type = ma.fields.String(
-        required=True, metadata={"enum_component": "WebhookEventType", "description": "order.*"}
+        required=True, metadata={"enum_component": "WebhookEventType", "description": _types_of(ORDER)}
     )
     data = ma.fields.Nested(
         OrderSchema, required=True, metadata={"description": "As GET /orders/{id} shows it to an admin"}
@@ -255,11 +270,21 @@ class WebhookOrderEventSchema(_WebhookEnvelope):
 
 class WebhookPaymentEventSchema(_WebhookEnvelope):
     type = ma.fields.String(
-        required=True,
-        metadata={"enum_component": "WebhookEventType", "description": "payment.failed, payment.refunded"},
+        required=True, metadata={"enum_component": "WebhookEventType", "description": _types_of(PAYMENT)}
     )
     data = ma.fields.Nested(
         PaymentSchema, required=True, metadata={"description": "As GET /orders/{id}/payment shows it"}
+    )
+
+
+class WebhookReturnEventSchema(_WebhookEnvelope):
+    type = ma.fields.String(
+        required=True, metadata={"enum_component": "WebhookEventType", "description": _types_of(RETURN)}
+    )
+    data = ma.fields.Nested(
+        ReturnSchema,
+        required=True,
+        metadata={"description": "As GET /orders/{id}/returns/{returnId} shows it"},
     )
 
 
@@ -275,8 +300,8 @@ class WebhookEventDataSchema(_WebhookEnvelope):
     data = ma.fields.Dict(
         required=True,
         metadata={
-            "description": "The resource the event is about (product.low_stock: {productId, productName, "
-            "stock, lowStockThreshold}; return.*: the return; payment.disputed: the dispute)"
+            "description": "The event's own fields (product.low_stock: {productId, productName, stock, "
+            "lowStockThreshold})"
         },
     )
 
@@ -284,19 +309,20 @@ class WebhookEventDataSchema(_WebhookEnvelope):
 PAYLOADS: dict[str, type[ma.Schema]] = {
     "WebhookOrderEvent": WebhookOrderEventSchema,
     "WebhookPaymentEvent": WebhookPaymentEventSchema,
+    "WebhookReturnEvent": WebhookReturnEventSchema,
     "WebhookTestEvent": WebhookTestEventSchema,
     "WebhookResourceEvent": WebhookEventDataSchema,
 }
+# Each event type's payload follows from what its ``data`` holds (the one table, WEBHOOK_EVENTS).
+_PAYLOAD_OF_KIND = {ORDER: "WebhookOrderEvent", PAYMENT: "WebhookPaymentEvent", RETURN: "WebhookReturnEvent"}
 
 
 def _payload_of(event_type: str) -> str:
-    if event_type.startswith("order."):
-        return "WebhookOrderEvent"
-    if event_type in ("payment.failed", "payment.refunded"):
-        return "WebhookPaymentEvent"
     if event_type == TEST_EVENT:
         return "WebhookTestEvent"
-    return "WebhookResourceEvent"
+    kinds = {t.data for t in WEBHOOK_EVENTS.values() if t.name == event_type}
+    kind = kinds.pop() if len(kinds) == 1 else None
+    return _PAYLOAD_OF_KIND.get(kind or "", "WebhookResourceEvent")
 
 
 def document_payloads(spec: Any) -> None:

@@ -9,8 +9,10 @@ HMAC-SHA256("{id}.{timestamp}.{body}")>`` keyed with the secret's decoded bytes,
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
+import json
 import secrets as random_secrets
 import uuid
 from collections.abc import Sequence
@@ -41,18 +43,20 @@ from app.domain.base import Base, new_id, utcnow
 ALL_EVENTS = "*"
 TEST_EVENT = "webhook.test"
 
-# What ``data`` holds: the order as an admin's GET /orders/{id} renders it, the payment as
-# GET /orders/{id}/payment renders it, or the event's own fields (camelCase).
+# What ``data`` holds (SPEC §5.4: for order events the order, for others the resource): the order
+# as an admin's GET /orders/{id} renders it, the payment as GET /orders/{id}/payment renders it,
+# the return as GET /orders/{id}/returns/{returnId} renders it, or the event's own fields (camelCase).
 ORDER = "order"
 PAYMENT = "payment"
+RETURN = "return"
 EVENT = "event"
 
 
 @dataclass(frozen=True)
 class WebhookType:
     name: str  # the type consumers see: "order.placed"
-    data: str  # ORDER, PAYMENT or EVENT
-    id_field: str = "order_id"  # the event field naming the resource (ORDER, PAYMENT)
+    data: str  # ORDER, PAYMENT, RETURN or EVENT
+    id_field: str = "order_id"  # the event field naming the resource (ORDER, PAYMENT, RETURN)
 
 
 # The one table from domain events to webhook types: an event a feature adds is one line.
@@ -67,8 +71,8 @@ WEBHOOK_EVENTS: dict[type[events.Event], WebhookType] = {
     # A partial refund is a refund too: the payment then shows refundedAmount and refunds[].
     events.PaymentPartiallyRefunded: WebhookType("payment.refunded", PAYMENT),
     events.PaymentDisputed: WebhookType("payment.disputed", PAYMENT),
-    events.ReturnRequested: WebhookType("return.requested", EVENT),
-    events.ReturnReceived: WebhookType("return.received", EVENT),
+    events.ReturnRequested: WebhookType("return.requested", RETURN, "return_id"),
+    events.ReturnReceived: WebhookType("return.received", RETURN, "return_id"),
     events.ProductLowStock: WebhookType("product.low_stock", EVENT),
 }
 
@@ -107,6 +111,14 @@ def event_data(event: events.Event) -> dict[str, Any]:
     return {camel(key): value for key, value in event.to_payload().items()}
 
 
+def message_body(event_type: str, occurred_at: datetime, data: Any) -> str:
+    """The body every delivery of a message sends: ``{"type", "timestamp" (RFC 3339), "data"}``."""
+    return json.dumps(
+        {"type": event_type, "timestamp": occurred_at.isoformat().replace("+00:00", "Z"), "data": data},
+        separators=(",", ":"),
+    )
+
+
 # ---- secrets and signatures -----------------------------------------------------------------------
 
 SECRET_PREFIX = "whsec_"  # noqa: S105 (the Standard Webhooks prefix)
@@ -119,8 +131,25 @@ def new_secret() -> str:
     return SECRET_PREFIX + base64.b64encode(random_secrets.token_bytes(SECRET_BYTES)).decode()
 
 
+@functools.lru_cache(maxsize=1024)
 def secret_key(secret: str) -> bytes:
+    """The HMAC key of a secret (decoded once per process: a worker signs with few secrets)."""
     return base64.b64decode(secret.removeprefix(SECRET_PREFIX))
+
+
+def live_secrets(
+    secret: str, previous: str | None, previous_expires_at: datetime | None, now: datetime
+) -> list[str]:
+    """The secrets that sign now: the current one, and the previous one during its 24 h of overlap."""
+    live = [secret]
+    if previous and previous_expires_at and now < previous_expires_at:
+        live.append(previous)
+    return live
+
+
+def webhook_id_of(message_id: uuid.UUID) -> str:
+    """The ``webhook-id`` header of a message (the same on every delivery and attempt)."""
+    return f"msg_{message_id.hex}"
 
 
 def sign(message_id: str, timestamp: int, body: str, secret: str) -> str:
@@ -179,10 +208,7 @@ class WebhookEndpoint(Base):
 
     def signing_secrets(self, now: datetime) -> list[str]:
         """The current secret, and the previous one during its 24 h of overlap."""
-        live = [self.secret]
-        if self.previous_secret and self.previous_secret_expires_at and now < self.previous_secret_expires_at:
-            live.append(self.previous_secret)
-        return live
+        return live_secrets(self.secret, self.previous_secret, self.previous_secret_expires_at, now)
 
     def rotate_secret(self, now: datetime) -> str:
         self.previous_secret = self.secret
@@ -218,7 +244,7 @@ class WebhookMessage(Base):
 
     @property
     def webhook_id(self) -> str:
-        return f"msg_{self.id.hex}"
+        return webhook_id_of(self.id)
 
 
 class WebhookDelivery(Base):
@@ -248,3 +274,30 @@ class WebhookDelivery(Base):
     queued_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+@dataclass(frozen=True)
+class ClaimedDelivery:
+    """A delivery claimed for one attempt, with what sending it takes (read by the claim itself)."""
+
+    delivery_id: uuid.UUID
+    attempt: int  # this attempt's number (1 for the first)
+    endpoint_id: uuid.UUID
+    url: str
+    secret: str
+    previous_secret: str | None
+    previous_secret_expires_at: datetime | None
+    message_id: uuid.UUID
+    event_type: str
+    data_kind: str
+    resource_id: str | None
+    data: Any  # EVENT kind: the event's fields
+    body: str | None  # once rendered (then fixed)
+    occurred_at: datetime
+
+    @property
+    def webhook_id(self) -> str:
+        return webhook_id_of(self.message_id)
+
+    def signing_secrets(self, now: datetime) -> list[str]:
+        return live_secrets(self.secret, self.previous_secret, self.previous_secret_expires_at, now)

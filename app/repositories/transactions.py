@@ -21,19 +21,21 @@ def _set_local_lock_timeout(milliseconds: int) -> TextClause:
     return text(f"SET LOCAL lock_timeout = {milliseconds}")
 
 
-def begin_read(session: Session) -> None:
+def begin_read(session: Session) -> bool:
     """Run the session's next statements in autocommit mode: for reads that write nothing.
 
     Under READ COMMITTED every statement takes its own snapshot anyway, so wrapping reads in a
     transaction buys no consistency; it costs a BEGIN and a ROLLBACK round trip. The connection
     gets its isolation level back when it returns to the pool, so the session's next transaction
     is a real one again. Only when no transaction is open yet: inside one it changes nothing.
+    Returns whether the session's statements now run in autocommit mode.
     """
     if isinstance(session, scoped_session):
         session = session()
     if not session.in_transaction():
         session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
         session.info[_AUTOCOMMIT_READ] = True
+    return bool(session.info.get(_AUTOCOMMIT_READ))
 
 
 def end_read(session: Session) -> None:

@@ -7,12 +7,19 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, or_, select, text, update
+from sqlalchemy import delete, func, or_, select, text
 from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.orm import Session
 
 from app.domain.users import ROLE_ADMIN, User
-from app.domain.webhooks import PENDING, WebhookDelivery, WebhookEndpoint, WebhookMessage
+from app.domain.webhooks import (
+    PENDING,
+    TEST_EVENT,
+    ClaimedDelivery,
+    WebhookDelivery,
+    WebhookEndpoint,
+    WebhookMessage,
+)
 from app.repositories.queries import page_of
 
 _INSERT_MESSAGE = text(
@@ -29,6 +36,57 @@ _INSERT_DELIVERY = text(
     "VALUES (:id, :endpoint_id, :message_id, 'PENDING', 0, 0, :now, :now, :now) "
     "ON CONFLICT (endpoint_id, message_id) DO NOTHING RETURNING id"
 ).columns(id=UUID(as_uuid=True))
+
+# Bookkeeping of an attempt (the claim's lease, a success) commits without waiting for its WAL
+# flush: visible to every other session at once, as any commit; only a crash of Postgres itself
+# within a fraction of a second could lose it, and then the delivery is simply sent again (SPEC:
+# at least once; ``webhook-id`` lets receivers drop the repeat). Saves an fsync per statement.
+# Anything that raises an event (a failure that disables the endpoint) commits normally.
+_NO_FLUSH_WAIT = "(SELECT set_config('synchronous_commit', 'off', true)) AS no_flush_wait"
+# One statement (autocommit): due, not leased, the endpoint enabled (or a test event), fewer than
+# the bound leased → leased, attempts + 1, and everything the attempt needs returned. Its count
+# sees the claims committed before it began; two racing claims can both pass it, so the caller
+# counts again once committed (``in_flight``) and steps back if over: see ``services.webhooks``.
+# No row: the delivery is not to be sent now, or the endpoint is full (the caller finds out which).
+_CLAIM = text(
+    "UPDATE webhook_deliveries AS d SET lease_until = :lease_until, attempts = d.attempts + 1 "
+    f"FROM webhook_endpoints AS e, webhook_messages AS m, {_NO_FLUSH_WAIT} "
+    "WHERE d.id = :id AND e.id = d.endpoint_id AND m.id = d.message_id "
+    "AND d.status = 'PENDING' "
+    "AND (d.lease_until IS NULL OR d.lease_until <= :now) "
+    "AND (d.next_attempt_at IS NULL OR d.next_attempt_at <= :due_by) "
+    "AND (e.enabled OR m.event_type = :test_event) "
+    "AND (SELECT count(*) FROM webhook_deliveries AS busy WHERE busy.endpoint_id = d.endpoint_id "
+    "AND busy.status = 'PENDING' AND busy.lease_until > :now AND busy.next_attempt_at <= :horizon) "
+    "< :bound "
+    "RETURNING d.id AS delivery_id, d.attempts AS attempt, e.id AS endpoint_id, e.url, e.secret, "
+    "e.previous_secret, e.previous_secret_expires_at, m.id AS message_id, m.event_type, m.data_kind, "
+    "m.resource_id, m.data, m.body, m.occurred_at"
+)
+# Leased deliveries of an endpoint. A leased delivery was due when claimed (next_attempt_at at most
+# a second after its claim, the claim before its lease ends), so ``next_attempt_at <= horizon`` (the
+# latest a lease taken now could end) loses none of them and lets the partial index on PENDING
+# deliveries by next_attempt_at skip the retries scheduled for later.
+_IN_FLIGHT = text(
+    "SELECT count(*) FROM webhook_deliveries WHERE endpoint_id = :endpoint_id AND status = 'PENDING' "
+    "AND lease_until > :now AND next_attempt_at <= :horizon"
+)
+_RELEASE = text(
+    "UPDATE webhook_deliveries SET lease_until = NULL, attempts = attempts - 1 "
+    "WHERE id = :id AND lease_until = :lease_until"
+)
+_STORE_BODY = text("UPDATE webhook_messages SET body = coalesce(body, :body) WHERE id = :id RETURNING body")
+# A success in one statement: the delivery SUCCEEDED and, only if it was not 0 already, the
+# endpoint's failure count reset (so the endpoint row is neither locked nor written otherwise).
+_RECORD_SUCCESS = text(
+    "WITH delivered AS ("
+    "UPDATE webhook_deliveries SET status = 'SUCCEEDED', delivered_at = :now, next_attempt_at = NULL, "
+    "lease_until = NULL, last_status_code = :status_code, last_error = NULL WHERE id = :id "
+    "RETURNING endpoint_id), "
+    "reset AS (UPDATE webhook_endpoints SET consecutive_failures = 0 "
+    "WHERE id IN (SELECT endpoint_id FROM delivered) AND consecutive_failures <> 0) "
+    f"SELECT count(*) FROM delivered, {_NO_FLUSH_WAIT}"
+)
 
 
 class WebhookRepository:
@@ -59,15 +117,6 @@ class WebhookRepository:
     def enabled(self) -> list[WebhookEndpoint]:
         return list(self.session.scalars(select(WebhookEndpoint).where(WebhookEndpoint.enabled.is_(True))))
 
-    def in_flight(self, endpoint_id: uuid.UUID, now: datetime) -> int:
-        """Deliveries of the endpoint being sent right now (their lease still runs)."""
-        stmt = select(func.count()).where(
-            WebhookDelivery.endpoint_id == endpoint_id,
-            WebhookDelivery.status == PENDING,
-            WebhookDelivery.lease_until > now,
-        )
-        return int(self.session.scalar(stmt) or 0)
-
     # ---- messages -------------------------------------------------------------------------------
 
     def message_for_outbox(self, values: dict[str, Any]) -> uuid.UUID:
@@ -85,13 +134,9 @@ class WebhookRepository:
         return self.session.get(WebhookMessage, message_id)
 
     def set_body_if_absent(self, message_id: uuid.UUID, body: str) -> str:
-        """Fix the body at its first rendering; a concurrent first rendering keeps the one stored first."""
-        self.session.execute(
-            update(WebhookMessage)
-            .where(WebhookMessage.id == message_id, WebhookMessage.body.is_(None))
-            .values(body=body)
-        )
-        stored = self.session.scalar(select(WebhookMessage.body).where(WebhookMessage.id == message_id))
+        """Fix the body at its first rendering; a concurrent first rendering keeps the one stored first
+        (the second UPDATE waits for the first's row lock, then sees its body)."""
+        stored = self.session.scalar(_STORE_BODY, {"id": message_id, "body": body})
         return stored or body
 
     # ---- deliveries -----------------------------------------------------------------------------
@@ -123,6 +168,47 @@ class WebhookRepository:
             .execution_options(populate_existing=True)
         )
         return self.session.scalars(stmt).first()
+
+    def claim(
+        self,
+        delivery_id: uuid.UUID,
+        *,
+        now: datetime,
+        due_by: datetime,
+        lease_until: datetime,
+        horizon: datetime,
+        bound: int,
+    ) -> ClaimedDelivery | None:
+        """Lease the delivery for one attempt if it may go now (one statement); None if not."""
+        row = self.session.execute(
+            _CLAIM,
+            {
+                "id": delivery_id,
+                "now": now,
+                "due_by": due_by,
+                "lease_until": lease_until,
+                "horizon": horizon,
+                "test_event": TEST_EVENT,
+                "bound": bound,
+            },
+        ).first()
+        return ClaimedDelivery(**row._asdict()) if row is not None else None
+
+    def in_flight(self, endpoint_id: uuid.UUID, now: datetime, horizon: datetime) -> int:
+        """Deliveries of the endpoint being sent right now (their lease still runs)."""
+        params = {"endpoint_id": endpoint_id, "now": now, "horizon": horizon}
+        return int(self.session.scalar(_IN_FLIGHT, params) or 0)
+
+    def release(self, delivery_id: uuid.UUID, lease_until: datetime) -> None:
+        """Give back a lease taken but not used (the attempt does not count)."""
+        self.session.execute(_RELEASE, {"id": delivery_id, "lease_until": lease_until})
+
+    def record_success(self, delivery_id: uuid.UUID, status_code: int, now: datetime) -> bool:
+        """SUCCEEDED (and the endpoint's failure count back to 0); False if the delivery is gone."""
+        found = self.session.scalar(
+            _RECORD_SUCCESS, {"id": delivery_id, "status_code": status_code, "now": now}
+        )
+        return bool(found)
 
     def deliveries_page(
         self, endpoint_id: uuid.UUID, status: str | None, page: int, page_size: int

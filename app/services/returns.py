@@ -95,6 +95,16 @@ def get_return(actor: Actor, order_id: uuid.UUID, return_id: uuid.UUID) -> Retur
         return ret
 
 
+def find_return(actor: Actor, return_id: uuid.UUID) -> Return:
+    """A return by its id alone (staff: what a return event's webhook carries)."""
+    actor.require_staff()
+    with ReadOnlyUnitOfWork() as uow:
+        ret = uow.returns.find(return_id)
+        if ret is None:
+            raise NotFound("The return was not found")
+        return ret
+
+
 def decide_return(
     actor: Actor, order_id: uuid.UUID, return_id: uuid.UUID, status: str, *, restock: bool = True
 ) -> Return:

@@ -9,6 +9,7 @@ fails nothing is lost: the beat relay picks them up.
 
 ``ReadOnlyUnitOfWork`` is for use cases that only read: its statements run in autocommit mode (no
 BEGIN/ROLLBACK round trips; under READ COMMITTED every statement takes its own snapshot anyway).
+``StatementUnitOfWork`` is the same for a change that one statement makes whole.
 
 ``run_in_transaction`` runs a whole unit of work again when Postgres reports contention: the one
 place where transactions are retried.
@@ -290,6 +291,36 @@ class ReadOnlyUnitOfWork(_Repositories):
         """Give the connection back now (before slow work such as password hashing); entities
         read here are expired, so detach first what must stay loaded."""
         end_read(self.session)
+
+
+class StatementUnitOfWork(_Repositories):
+    """Changes that one statement each makes whole (an ``UPDATE … RETURNING``), in autocommit mode:
+    each statement is a transaction of its own, so no BEGIN and COMMIT round trips around it.
+
+    Only for a change that needs no second statement to be consistent and raises no event (nothing
+    reaches the outbox here); anything else is a ``UnitOfWork``. Should the session already be in
+    a transaction (a caller's reads), the statements join it and it commits at the end of the block.
+    """
+
+    def __init__(self, session_factory: SessionFactory = default_session) -> None:
+        self._session_factory = session_factory
+
+    def __enter__(self) -> StatementUnitOfWork:
+        self.session = self._session_factory()
+        self._joined = not begin_read(self.session)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._joined:
+            if exc_type is None:
+                self.session.commit()
+            else:
+                self.session.rollback()
 
 
 # ---- retries on contention ------------------------------------------------------------------------

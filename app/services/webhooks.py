@@ -22,7 +22,7 @@ import html
 import json
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -49,11 +49,13 @@ from app.domain.webhooks import (
     SUCCEEDED,
     TEST_EVENT,
     WEBHOOK_EVENTS,
+    ClaimedDelivery,
     WebhookDelivery,
     WebhookEndpoint,
     WebhookMessage,
     event_data,
     is_success,
+    message_body,
     new_secret,
     next_retry_delay,
     signature_header,
@@ -62,7 +64,7 @@ from app.domain.webhooks import (
 )
 from app.log import get_logger
 from app.services.dispatch import EventContext
-from app.services.unit_of_work import ReadOnlyUnitOfWork, UnitOfWork
+from app.services.unit_of_work import ReadOnlyUnitOfWork, StatementUnitOfWork, UnitOfWork
 
 log = get_logger(__name__)
 
@@ -412,17 +414,6 @@ class DeliveryOutcome:
     error: str | None = None
 
 
-@dataclass
-class _Attempt:
-    delivery_id: uuid.UUID
-    endpoint_id: uuid.UUID
-    url: str
-    secrets: list[str]
-    message: WebhookMessage
-    attempt: int
-    events: list[Event] = field(default_factory=list)
-
-
 def deliver(
     delivery_id: uuid.UUID,
     *,
@@ -431,23 +422,29 @@ def deliver(
     send: HttpSender,
     now: Callable[[], datetime] = utcnow,
 ) -> DeliveryOutcome:
-    """Make one attempt of a delivery that is due (idempotent: a duplicate task finds nothing to do)."""
+    """Make one attempt of a delivery that is due (idempotent: a duplicate task finds nothing to do).
+
+    The common path is three statements, each its own transaction: the claim (one UPDATE …
+    RETURNING that reads the endpoint and the message too), the count of the endpoint's leases,
+    and, after a 2xx, the outcome.
+    """
     claimed = _claim(delivery_id, settings, now())
     if isinstance(claimed, DeliveryOutcome):
         return claimed
-    body = _body(claimed.message, render)
+    body = _body(claimed, render)
     policy = UrlPolicy(settings.allow_private_urls, settings.require_https)
     try:
-        target = policy.check(claimed.url)
+        target = policy.check(claimed.url)  # again at every delivery: the name may resolve elsewhere now
     except UnsafeUrl as exc:
         result = HttpResult(None, f"refused: {exc}", "", 0.0)
     else:
-        timestamp = int(now().timestamp())
+        sent_at = now()
+        timestamp = int(sent_at.timestamp())
         headers = {
-            "webhook-id": claimed.message.webhook_id,
+            "webhook-id": claimed.webhook_id,
             "webhook-timestamp": str(timestamp),
             "webhook-signature": signature_header(
-                claimed.message.webhook_id, timestamp, body, claimed.secrets
+                claimed.webhook_id, timestamp, body, claimed.signing_secrets(sent_at)
             ),
             "Content-Type": "application/json",
         }
@@ -455,17 +452,43 @@ def deliver(
     return _record(claimed, result, settings, now())
 
 
-def _claim(delivery_id: uuid.UUID, settings: DeliverySettings, now: datetime) -> _Attempt | DeliveryOutcome:
+def _claim(
+    delivery_id: uuid.UUID, settings: DeliverySettings, now: datetime
+) -> ClaimedDelivery | DeliveryOutcome:
+    """Lease the delivery if it may go now: due, not being sent, the endpoint under its bound.
+
+    The bound without a lock: the claim (one statement) counts the leases committed before it,
+    commits, then counts again and steps back if that is over the bound. Of claims that raced, the
+    last to commit sees all the others (they committed before it, and a claim keeps its lease until
+    its outcome is recorded), so it steps back whenever they would be more than the bound: never
+    more than the bound are sent at once (racers may all step back; they retry shortly).
+    """
+    lease = timedelta(seconds=settings.timeout + LEASE_MARGIN_SECONDS)
+    lease_until, due_by, horizon = now + lease, now + timedelta(seconds=1), now + lease
+    bound = settings.endpoint_concurrency
+    with StatementUnitOfWork() as uow:
+        claimed = uow.webhooks.claim(
+            delivery_id, now=now, due_by=due_by, lease_until=lease_until, horizon=horizon, bound=bound
+        )
+        if claimed is not None:
+            if uow.webhooks.in_flight(claimed.endpoint_id, now, horizon) <= bound:
+                return claimed
+            uow.webhooks.release(claimed.delivery_id, lease_until)
+            return DeliveryOutcome("SKIPPED", retry_in=BUSY_RETRY_SECONDS)
+    return _refusal(delivery_id, now, due_by)
+
+
+def _refusal(delivery_id: uuid.UUID, now: datetime, due_by: datetime) -> DeliveryOutcome:
+    """Why the claim took nothing (the uncommon path)."""
     with UnitOfWork() as uow:
         delivery = uow.webhooks.lock_delivery(delivery_id, skip_locked=True)
         if delivery is None or delivery.status != PENDING:
             return DeliveryOutcome("SKIPPED")
         if delivery.lease_until is not None and delivery.lease_until > now:
             return DeliveryOutcome("SKIPPED")  # another worker is sending it
-        if delivery.next_attempt_at is not None and delivery.next_attempt_at > now + timedelta(seconds=1):
+        if delivery.next_attempt_at is not None and delivery.next_attempt_at > due_by:
             return DeliveryOutcome("SKIPPED")  # not due: a stale duplicate of its task
-        # The endpoint's row lock serialises the claims of its deliveries: the bound holds.
-        endpoint = uow.webhooks.lock(delivery.endpoint_id)
+        endpoint = uow.webhooks.get(delivery.endpoint_id)
         message = uow.webhooks.get_message(delivery.message_id)
         assert endpoint is not None and message is not None
         if not endpoint.enabled and message.event_type != TEST_EVENT:
@@ -474,86 +497,38 @@ def _claim(delivery_id: uuid.UUID, settings: DeliverySettings, now: datetime) ->
             delivery.next_attempt_at = None
             uow.commit()
             return DeliveryOutcome(FAILED, error=SEND_DISABLED)
-        if uow.webhooks.in_flight(endpoint.id, now) >= settings.endpoint_concurrency:
-            return DeliveryOutcome("SKIPPED", retry_in=BUSY_RETRY_SECONDS)
-        delivery.lease_until = now + timedelta(seconds=settings.timeout + LEASE_MARGIN_SECONDS)
-        delivery.attempts += 1
-        attempt = _Attempt(
-            delivery_id=delivery.id,
-            endpoint_id=endpoint.id,
-            url=endpoint.url,
-            secrets=endpoint.signing_secrets(now),
-            message=message,
-            attempt=delivery.attempts,
-        )
-        uow.detach(message)
-        uow.commit()
-    return attempt
+    return DeliveryOutcome("SKIPPED", retry_in=BUSY_RETRY_SECONDS)  # the endpoint's bound is reached
 
 
-def _body(message: WebhookMessage, render: Renderer) -> str:
-    if message.body is not None:
-        return message.body
-    data = (
-        message.data if message.data_kind == EVENT else render(message.data_kind, message.resource_id or "")
+def _body(claimed: ClaimedDelivery, render: Renderer) -> str:
+    """The body to send: stored once rendered; an EVENT message's is a function of its stored data."""
+    if claimed.body is not None:
+        return claimed.body
+    if claimed.data_kind == EVENT:
+        return message_body(claimed.event_type, claimed.occurred_at, claimed.data)
+    # The first attempt of a resource event renders it (the API's schema) and stores it before
+    # sending, so that every retry, and every other endpoint, sends these same bytes.
+    body = message_body(
+        claimed.event_type, claimed.occurred_at, render(claimed.data_kind, claimed.resource_id or "")
     )
-    body = json.dumps(
-        {
-            "type": message.event_type,
-            "timestamp": message.occurred_at.isoformat().replace("+00:00", "Z"),
-            "data": data,
-        },
-        separators=(",", ":"),
-    )
-    with UnitOfWork() as uow:
-        stored = uow.webhooks.set_body_if_absent(message.id, body)
-        uow.commit()
-    return stored
+    with StatementUnitOfWork() as uow:
+        return uow.webhooks.set_body_if_absent(claimed.message_id, body)
 
 
 def _record(
-    claimed: _Attempt, result: HttpResult, settings: DeliverySettings, now: datetime
+    claimed: ClaimedDelivery, result: HttpResult, settings: DeliverySettings, now: datetime
 ) -> DeliveryOutcome:
-    error = result.error or (
-        None if is_success(result.status_code) else f"HTTP {result.status_code}: {result.body}"
-    )
-    with UnitOfWork() as uow:
-        delivery = uow.webhooks.lock_delivery(claimed.delivery_id)
-        if delivery is None:
-            return DeliveryOutcome("SKIPPED")  # the endpoint was deleted meanwhile
-        endpoint = uow.webhooks.lock(claimed.endpoint_id)
-        assert endpoint is not None
-        delivery.lease_until = None
-        delivery.last_status_code = result.status_code
-        delivery.last_error = error[:1024] if error else None
-        outcome = DeliveryOutcome(PENDING, status_code=result.status_code, error=delivery.last_error)
-        if is_success(result.status_code):
-            delivery.status = SUCCEEDED
-            delivery.delivered_at = now
-            delivery.next_attempt_at = None
-            endpoint.consecutive_failures = 0
-            outcome.status = SUCCEEDED
-        elif result.status_code == GONE:
-            _fail(delivery)
-            _disable(uow, endpoint, "The endpoint answered 410 Gone", now)
-            outcome.status = FAILED
-        else:
-            delay = next_retry_delay(settings.retry_schedule, delivery.retries_used)
-            if delay is not None and claimed.message.event_type != TEST_EVENT:
-                delivery.retries_used += 1
-                delivery.next_attempt_at = now + timedelta(seconds=delay)
-                # The task retries itself within the broker's countdown limit; beyond, beat queues it.
-                delivery.queued_at = delivery.next_attempt_at if delay <= MAX_COUNTDOWN_SECONDS else None
-                outcome.retry_in = float(delay) if delay <= MAX_COUNTDOWN_SECONDS else None
-            else:
-                _fail(delivery)
-                outcome.status = FAILED
-                if claimed.message.event_type != TEST_EVENT:
-                    endpoint.consecutive_failures += 1
-                    if endpoint.consecutive_failures >= settings.disable_after_failures:
-                        reason = f"{endpoint.consecutive_failures} deliveries in a row failed"
-                        _disable(uow, endpoint, reason, now)
-        uow.commit()
+    if is_success(result.status_code):
+        assert result.status_code is not None
+        with StatementUnitOfWork() as uow:
+            found = uow.webhooks.record_success(claimed.delivery_id, result.status_code, now)
+        outcome = (
+            DeliveryOutcome(SUCCEEDED, status_code=result.status_code)
+            if found
+            else DeliveryOutcome("SKIPPED")
+        )
+    else:
+        outcome = _record_failure(claimed, result, settings, now)
     log.info(
         "webhook_attempt",
         delivery_id=str(claimed.delivery_id),
@@ -562,6 +537,45 @@ def _record(
         status_code=result.status_code,
         seconds=round(result.seconds, 3),
     )
+    return outcome
+
+
+def _record_failure(
+    claimed: ClaimedDelivery, result: HttpResult, settings: DeliverySettings, now: datetime
+) -> DeliveryOutcome:
+    """A retry on the schedule, or FAILED; 410 or too many failures in a row disable the endpoint."""
+    error = result.error or f"HTTP {result.status_code}: {result.body}"
+    with UnitOfWork() as uow:
+        delivery = uow.webhooks.lock_delivery(claimed.delivery_id)
+        if delivery is None:
+            return DeliveryOutcome("SKIPPED")  # the endpoint was deleted meanwhile
+        endpoint = uow.webhooks.lock(claimed.endpoint_id)
+        assert endpoint is not None
+        delivery.lease_until = None
+        delivery.last_status_code = result.status_code
+        delivery.last_error = error[:1024]
+        outcome = DeliveryOutcome(PENDING, status_code=result.status_code, error=delivery.last_error)
+        if result.status_code == GONE:
+            _fail(delivery)
+            _disable(uow, endpoint, "The endpoint answered 410 Gone", now)
+            outcome.status = FAILED
+        else:
+            delay = next_retry_delay(settings.retry_schedule, delivery.retries_used)
+            if delay is not None and claimed.event_type != TEST_EVENT:
+                delivery.retries_used += 1
+                delivery.next_attempt_at = now + timedelta(seconds=delay)
+                # The task retries itself within the broker's countdown limit; beyond, beat queues it.
+                delivery.queued_at = delivery.next_attempt_at if delay <= MAX_COUNTDOWN_SECONDS else None
+                outcome.retry_in = float(delay) if delay <= MAX_COUNTDOWN_SECONDS else None
+            else:
+                _fail(delivery)
+                outcome.status = FAILED
+                if claimed.event_type != TEST_EVENT:
+                    endpoint.consecutive_failures += 1
+                    if endpoint.consecutive_failures >= settings.disable_after_failures:
+                        reason = f"{endpoint.consecutive_failures} deliveries in a row failed"
+                        _disable(uow, endpoint, reason, now)
+        uow.commit()
     return outcome
 
 

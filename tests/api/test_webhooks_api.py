@@ -279,3 +279,14 @@ def test_the_openapi_document_describes_each_event_payload(client: FlaskClient) 
     assert order_event["properties"]["data"]["allOf"] == [{"$ref": "#/components/schemas/Order"}]
     payment_event = document["components"]["schemas"]["WebhookPaymentEvent"]
     assert payment_event["properties"]["data"]["allOf"] == [{"$ref": "#/components/schemas/Payment"}]
+    # Every type's payload follows WEBHOOK_EVENTS: return events carry the return (SPEC §5.4:
+    # "for others the resource"), payment.disputed the payment.
+    payload_of = {
+        name: hook["post"]["requestBody"]["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]
+        for name, hook in hooks.items()
+    }
+    assert payload_of["return.requested"] == payload_of["return.received"] == "WebhookReturnEvent"
+    assert payload_of["payment.disputed"] == "WebhookPaymentEvent"
+    assert payload_of["product.low_stock"] == "WebhookResourceEvent"
+    return_event = document["components"]["schemas"]["WebhookReturnEvent"]
+    assert return_event["properties"]["data"]["allOf"] == [{"$ref": "#/components/schemas/Return"}]

@@ -9,19 +9,23 @@ from __future__ import annotations
 
 import json
 import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import psycopg
 import pytest
 import redis
-from sqlalchemy import func, select, update
+from sqlalchemy import event, func, select, update
 from standardwebhooks import Webhook, WebhookVerificationError
 
 from app.adapters import queue, webhook_http
 from app.api import webhook_payloads
 from app.domain.actors import Actor
 from app.domain.base import utcnow
-from app.domain.events import OrderPlaced, PaymentCompleted, WebhookEndpointDisabled
+from app.domain.events import OrderPlaced, PaymentCompleted, ReturnRequested, WebhookEndpointDisabled
 from app.domain.outbox import OutboxMessage
 from app.domain.webhooks import WebhookDelivery, WebhookEndpoint, WebhookMessage
 from app.extensions import db
@@ -29,6 +33,7 @@ from app.services import webhooks
 from app.services.dispatch import EventContext, handle_message
 from app.services.handlers import EVENT_HANDLERS
 from app.services.unit_of_work import UnitOfWork
+from tests.integration.test_returns import delivered_order  # noqa: F401 (a fixture)
 from tests.shop import make_product, place_order_directly
 from tests.webhook_receiver import running_receiver
 
@@ -191,6 +196,37 @@ def test_a_delivery_is_signed_as_the_library_verifies_and_carries_the_order(
     assert stored.delivered_at is not None and stored.next_attempt_at is None
 
 
+def test_return_events_carry_the_return_as_the_api_shows_it(
+    admin_actor: Actor,
+    admin: Any,
+    client: Any,
+    customer: Any,
+    delivered_order: Any,  # noqa: F811 (the fixture imported above)
+    token_for: Any,
+) -> None:
+    order_id, product_id = delivered_order(2)
+    url = f"/orders/{order_id}/returns"
+    line = {"items": [{"productId": str(product_id), "quantity": 1}], "reason": "DAMAGED"}
+    created = client.post(url, json=line, headers=token_for(customer)).get_json()
+    with running_receiver() as receiver:
+        hook = endpoint(admin_actor, receiver.url, ["return.requested", "return.received"])
+        requested = ReturnRequested(
+            order_id=str(order_id),
+            user_id=str(customer.id),
+            return_id=created["returnId"],
+            refund_amount=str(created["refundAmount"]),
+        )
+        webhooks.fan_out(requested, EventContext(event_id=outbox_id_of(requested), request_id=None))
+        (delivery,) = deliveries()
+        assert deliver(delivery.id).status == "SUCCEEDED"
+        (request,) = receiver.received
+    payload = Webhook(hook.secret).verify(request.body, request.headers)
+    shown = client.get(f"{url}/{created['returnId']}", headers=token_for(admin)).get_json()
+    assert payload["type"] == "return.requested"
+    assert payload["data"] == shown and shown["status"] == "REQUESTED"
+    assert payload["data"]["items"][0]["productId"] == str(product_id)
+
+
 def test_a_failure_is_retried_on_the_schedule_with_the_same_id_and_body(
     admin_actor: Actor, order: Any
 ) -> None:
@@ -349,19 +385,25 @@ def test_no_more_than_the_bound_of_deliveries_run_at_once_per_endpoint(
 ) -> None:
     with running_receiver(delay=0.5) as receiver:
         endpoint(admin_actor, receiver.url)
-        for _ in range(5):
+        for _ in range(6):
             event = OrderPlaced(
                 order_id=str(order.id), user_id=str(order.user_id), payment_id=str(order.payment.id)
             )
             webhooks.fan_out(event, EventContext(event_id=outbox_id_of(event), request_id=None))
         ids = [d.id for d in deliveries()]
-        outcomes: list[str] = []
+        first_outcomes: list[webhooks.DeliveryOutcome] = []
+        final: list[str] = []
         barrier = threading.Barrier(len(ids))
 
         def attempt(delivery_id: Any) -> None:
             with app.app_context():
                 barrier.wait()
-                outcomes.append(deliver(delivery_id).status)
+                outcome = deliver(delivery_id)
+                first_outcomes.append(outcome)
+                while outcome.retry_in is not None:  # the endpoint was full: as the task would, again
+                    time.sleep(0.05)
+                    outcome = deliver(delivery_id)
+                final.append(outcome.status)
                 db.session.remove()
 
         threads = [threading.Thread(target=attempt, args=(i,)) for i in ids]
@@ -370,7 +412,11 @@ def test_no_more_than_the_bound_of_deliveries_run_at_once_per_endpoint(
         for thread in threads:
             thread.join()
         assert receiver.max_in_flight <= 2
-    assert outcomes.count("SUCCEEDED") == 2 and outcomes.count("SKIPPED") == 3
+        assert len(receiver.received) == len(ids)
+    refused = [o for o in first_outcomes if o.status == "SKIPPED"]
+    assert len(refused) >= len(ids) - 2 and all(o.retry_in for o in refused)
+    assert final == ["SUCCEEDED"] * len(ids)
+    assert all(d.attempts == 1 for d in deliveries())  # a refused claim is not an attempt
 
 
 def test_the_beat_job_queues_what_is_due_once(admin_actor: Actor, app: Any, order: Any) -> None:
@@ -416,3 +462,91 @@ def test_a_disabled_endpoint_is_e_mailed_to_every_live_admin(
         assert all(m.subject == "A webhook endpoint was disabled" for m in sink.received)
     finally:
         sink.stop()
+
+
+# ---- the cost of a delivery ---------------------------------------------------------------------
+
+
+@contextmanager
+def counted_statements() -> Iterator[list[str]]:
+    statements: list[str] = []
+
+    def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        statements.append(statement)
+
+    event.listen(db.engine, "before_cursor_execute", count)
+    try:
+        yield statements
+    finally:
+        event.remove(db.engine, "before_cursor_execute", count)
+
+
+def test_a_successful_attempt_is_three_statements_and_the_body_is_rendered_once(
+    admin_actor: Actor, order: Any
+) -> None:
+    with running_receiver() as receiver:
+        endpoint(admin_actor, receiver.url)
+        endpoint(admin_actor, receiver.url)
+        event_ = OrderPlaced(
+            order_id=str(order.id), user_id=str(order.user_id), payment_id=str(order.payment.id)
+        )
+        webhooks.fan_out(event_, EventContext(event_id=outbox_id_of(event_), request_id=None))
+        first, second = (d.id for d in deliveries())
+        db.session.rollback()
+        with counted_statements() as rendering:
+            assert deliver(first).status == "SUCCEEDED"
+        with counted_statements() as stored:
+            assert deliver(second).status == "SUCCEEDED"
+        bodies = {r.body for r in receiver.received}
+    # The claim (which reads the endpoint and the message), the count of the endpoint's leases,
+    # the outcome; the first attempt also reads the order to render it, and stores the body.
+    assert len(stored) == 3, stored
+    assert len(rendering) > 4 and sum("UPDATE webhook_messages" in s for s in rendering) == 1
+    assert len(bodies) == 1
+
+
+def test_a_claim_that_raced_past_the_bound_steps_back(
+    admin_actor: Actor, app: Any, database_url: str, order: Any
+) -> None:
+    """The claim's own count sees the leases committed before it began; one committed while it ran
+    is only seen by the count after its commit, which then gives the lease back."""
+    one_at_a_time = webhooks.DeliverySettings(**{**SETTINGS.__dict__, "endpoint_concurrency": 1})
+    endpoint(admin_actor, "http://127.0.0.1:9/a")
+    for _ in range(2):
+        event_ = OrderPlaced(
+            order_id=str(order.id), user_id=str(order.user_id), payment_id=str(order.payment.id)
+        )
+        webhooks.fan_out(event_, EventContext(event_id=outbox_id_of(event_), request_id=None))
+    first, second = deliveries()
+    db.session.rollback()
+    outcomes: list[webhooks.DeliveryOutcome] = []
+    with psycopg.connect(database_url) as blocker, psycopg.connect(database_url, autocommit=True) as other:
+        # Hold the second delivery's row so that its claim, once its snapshot is taken, waits.
+        blocker.execute("SELECT 1 FROM webhook_deliveries WHERE id = %s FOR UPDATE", (second.id,))
+
+        def claim_second() -> None:
+            with app.app_context():
+                outcomes.append(deliver(second.id, one_at_a_time))
+                db.session.remove()
+
+        racer = threading.Thread(target=claim_second)
+        racer.start()
+        deadline = time.monotonic() + 10
+        while not other.execute(
+            "SELECT count(*) FROM pg_stat_activity "
+            "WHERE wait_event_type = 'Lock' AND datname = current_database()"
+        ).fetchone()[0]:
+            assert time.monotonic() < deadline, "the claim never waited"
+            time.sleep(0.01)
+        # Meanwhile the first delivery is claimed and committed: the waiting claim cannot see it.
+        other.execute(
+            "UPDATE webhook_deliveries SET lease_until = now() + interval '1 minute' WHERE id = %s",
+            (first.id,),
+        )
+        blocker.commit()
+        racer.join()
+    (outcome,) = outcomes
+    assert outcome.status == "SKIPPED" and outcome.retry_in == webhooks.BUSY_RETRY_SECONDS
+    stepped_back = next(d for d in deliveries() if d.id == second.id)
+    assert stepped_back.lease_until is None and stepped_back.attempts == 0
+    assert stepped_back.status == "PENDING"
