@@ -85,16 +85,17 @@ def notify_customer(event: Event, context: EventContext, uow: UnitOfWork) -> Aft
 
 
 def record_notification(uow: UnitOfWork, event: Event, event_id: int) -> Notification | None:
-    """Create the notification of ``event`` unless it exists; returns it (None: no such user)."""
+    """Create the notification of ``event`` unless it exists; returns it (None: no such user).
+
+    No look-up first: the insert is ``ON CONFLICT DO NOTHING`` on (event, channel), so a repeated
+    event (rare) renders once more and then reads the row that exists; a new one (every time but
+    that) saves a statement."""
     repo = uow.notifications
-    existing = repo.find_by_event(event_id, CHANNEL_EMAIL)
-    if existing is not None:
-        return existing
     user_id = uuid.UUID(str(event.user_id))  # type: ignore[attr-defined]
     user = repo.user(user_id)
     if user is None:
         log.warning("notification_without_user", notification_event=event.name, user_id=str(user_id))
-        return None
+        return repo.find_by_event(event_id, CHANNEL_EMAIL)
     order_id_raw = getattr(event, "order_id", None)
     order_id = uuid.UUID(str(order_id_raw)) if order_id_raw else None
     facts = repo.order_facts(order_id) if order_id else None
@@ -130,7 +131,7 @@ def record_notification(uow: UnitOfWork, event: Event, event_id: int) -> Notific
     }
     if repo.insert_if_absent(values) is not None:
         return Notification(**values)  # what was just written (transient: not read back)
-    return repo.find_by_event(event_id, CHANNEL_EMAIL)  # a concurrent handler won: read its row
+    return repo.find_by_event(event_id, CHANNEL_EMAIL)  # recorded before (or concurrently): that row
 
 
 def _money(value: Decimal | None) -> str:
