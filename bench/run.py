@@ -569,7 +569,8 @@ class Bench:
             log(
                 f"run {run + 1} payments drained: {result['per_second']:.1f}/s "
                 f"({result['tasks']} tasks, {result['tasks_per_second']:.1f} tasks/s, worker "
-                f"{result['process_cores']} cores, machine {result['machine_cores']}); "
+                f"{result['process_cores']} cores, sandbox {result['sandbox_cores']}, "
+                f"machine {result['machine_cores']}); "
                 f"{result['vs_web']:.2f}x one web process's checkouts"
             )
             noops.append(self.drain_noop(n, setup["pool"], setup["concurrency"]))
@@ -606,7 +607,7 @@ class Bench:
                 spy.__enter__()
             started = time.monotonic()
             deadline = started + max(600.0, pending / 2)
-            with CpuMeter(self.procs, name) as cpu:
+            with CpuMeter(self.procs, name) as cpu, CpuMeter(self.procs, "payments") as gateway:
                 while self.pending_payments() > 0:
                     self.procs.check_alive(name)
                     if time.monotonic() > deadline:
@@ -634,6 +635,7 @@ class Bench:
             "tasks_per_second": round(tasks / seconds, 1),
             "statuses": statuses,
             **cpu.summary(),
+            "sandbox_cores": gateway.summary()["process_cores"],
         }
 
     def drain_noop(self, count: int, pool: str = "prefork", concurrency: int = 2) -> dict[str, Any]:
