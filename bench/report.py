@@ -235,24 +235,35 @@ def markdown(results: dict[str, Any]) -> str:
     pay = results.get("payments")
     if pay:
         out += [
-            "## Payments: drained by one worker vs bare Celery",
+            "## Payments: drained by one worker vs bare Celery, and vs one web process",
             "",
-            f"A burst of {pay.get('burst')} orders is placed with no worker running; then one worker "
-            "(Procfile line, concurrency 2) starts and the clock runs from its `ready` until no payment is "
-            "PENDING. Each order's payment involves several tasks (the OrderPlaced dispatch, the charge "
-            "through the payment sandbox, the PaymentCompleted dispatch, e-mail deliveries to the SMTP "
-            "sink); the deliveries wait in `oms.notifications`, which the worker takes only when `oms` is "
-            "empty, so most of them run after the clock stops. "
-            "The floor is the same number of no-op tasks on the same broker and worker settings.",
+            f"A burst of {pay.get('burst')} orders is placed through ONE web process (gunicorn, "
+            "WEB_CONCURRENCY=1, 8 connections) with no worker running: orders accepted per second. Then one "
+            f"worker (the Procfile line: {_get(pay, 'worker', 'pool') or 'prefork'} pool, concurrency "
+            f"{_get(pay, 'worker', 'concurrency') or 2}) starts and the clock runs from its `ready` until no "
+            "payment is PENDING. Each order is one task in that window: the OrderPlaced dispatch charges "
+            "the payment (create and confirm the PaymentIntent in the payment sandbox), then records the "
+            "e-mail and marks the event processed in one transaction; the PaymentCompleted dispatches and "
+            "the e-mail deliveries (`oms.notifications`) mostly run after the clock stops. The floor is "
+            "the same number of no-op tasks on the same broker, worker settings, pool and concurrency.",
             "",
-            "| | per second | seconds | tasks/s | tasks/s vs no-op |",
-            "|---|---|---|---|---|",
+            "| | per second | seconds | tasks/s | vs no-op | CPU (cores) |",
+            "|---|---|---|---|---|---|",
             _row(
-                "payments",
+                "checkouts accepted by one web process",
+                _fmt(_get(pay, "web_one", "per_second")),
+                _fmt(_get(pay, "web_one", "seconds"), 1),
+                "",
+                "",
+                _fmt(_get(pay, "web_one", "process_cores")),
+            ),
+            _row(
+                "payments drained by one worker",
                 _fmt(_get(pay, "payments", "per_second")),
                 _fmt(_get(pay, "payments", "seconds"), 1),
                 _fmt(_get(pay, "payments", "tasks_per_second")),
-                _pct(_ratio(_get(pay, "payments", "tasks_per_second"), _get(pay, "noop", "per_second"))),
+                _pct(_ratio(_get(pay, "payments", "per_second"), _get(pay, "noop", "per_second"))),
+                _fmt(_get(pay, "payments", "process_cores")),
             ),
             _row(
                 "bare Celery no-op tasks",
@@ -260,7 +271,11 @@ def markdown(results: dict[str, Any]) -> str:
                 _fmt(_get(pay, "noop", "seconds"), 1),
                 _fmt(_get(pay, "noop", "per_second")),
                 "100 %",
+                "",
             ),
+            "",
+            f"Payments drained per second by one worker / checkouts accepted per second by one web process "
+            f"(median of the per-run ratios): **{_fmt(_get(pay, 'payments', 'vs_web'), 2)}×**.",
             "",
             "![payments](payments.png)",
             "",

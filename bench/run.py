@@ -96,6 +96,10 @@ class Plan:
     phases: tuple[str, ...]
     out_dir: Path
     profile: bool
+    # The worker as the Procfile runs it unless told: WORKER_CONCURRENCY from the app's default
+    # (None), the pool Celery's (None: the Procfile line gives no --pool).
+    worker_concurrency: int | None = None
+    worker_pool: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -118,6 +122,8 @@ class Plan:
             phases=tuple(args.only.split(",")) if args.only else PHASES,
             out_dir=Path(args.out),
             profile=bool(args.profile),
+            worker_concurrency=args.worker_concurrency,
+            worker_pool=args.worker_pool,
         )
 
 
@@ -151,15 +157,16 @@ class Bench:
             "PAYMENT_DEFAULT_TOKEN": "pm_card_visa",
             "PORT": str(self.web_port),
             "WEB_CONCURRENCY": str(plan.web_concurrency),
-            "WORKER_CONCURRENCY": "2",
             "STRIPE_API_BASE": f"http://127.0.0.1:{self.sandbox_port}",
             "SMTP_URL": f"smtp://127.0.0.1:{self.smtp_port}",
             "CELERY_BEAT_SCHEDULE": str(self.workdir / "celerybeat-schedule"),
             "LOG_LEVEL": "INFO",
             "PYTHONUNBUFFERED": "1",
         }
-        for name in ("TEST_DATABASE_URL", "TEST_REDIS_URL", "FLASK_APP"):
+        for name in ("TEST_DATABASE_URL", "TEST_REDIS_URL", "FLASK_APP", "WORKER_CONCURRENCY"):
             self.env.pop(name, None)
+        if plan.worker_concurrency:
+            self.env["WORKER_CONCURRENCY"] = str(plan.worker_concurrency)
         self.procs = Processes(self.workdir, self.env)
         self.results: dict[str, Any] = {}
         self.files: dict[str, Path] = {}
@@ -509,15 +516,36 @@ class Bench:
             for what in ("product", "order")
         }
 
+    def worker_setup(self) -> dict[str, Any]:
+        """The pool and concurrency of the Procfile's ``worker`` line here (the no-op floor runs
+        with the same: "at the same concurrency")."""
+        from app.config import Settings
+
+        concurrency = int(self.env.get("WORKER_CONCURRENCY") or Settings.WORKER_CONCURRENCY)
+        return {"concurrency": concurrency, "pool": self.plan.worker_pool or "prefork"}
+
+    def worker_command(self) -> str:
+        pool = self.plan.worker_pool
+        return self.procs.lines["worker"] + (f" --pool {pool}" if pool else "")
+
     def phase_payments(self) -> None:
-        """A burst of orders with no worker running, then one worker (concurrency 2) drains it."""
+        """A burst of orders placed through ONE web process (gunicorn, WEB_CONCURRENCY=1) with no
+        worker running, then ONE worker (the Procfile line) drains it: orders accepted per second by
+        one web process vs payments drained per second by one worker, and the no-op floor."""
         r = redis.Redis.from_url(self.redis_url)
         payments: list[dict[str, Any]] = []
         noops: list[dict[str, Any]] = []
+        bursts: list[dict[str, Any]] = []
         n = self.plan.burst
         burst_file = self.workdir / "burst_users.tsv"
         burst_file.write_text("".join("\t".join(line) + "\n" for line in self.token_lines("tokens")[:n]))
         self.files["burst"] = burst_file
+        one_port = free_port()
+        self.procs.start(
+            "web-one", self.procs.lines["web"], env={"PORT": str(one_port), "WEB_CONCURRENCY": "1"}
+        )
+        self.procs.wait_http("web-one", f"http://127.0.0.1:{one_port}/readyz", timeout=90)
+        setup = self.worker_setup()
         for run in range(self.plan.runs):
             with seed.connect(self.db_url) as conn:
                 conn.execute(
@@ -527,35 +555,57 @@ class Bench:
             r.flushdb()
             self.refill(0, n, 1)
             started = time.monotonic()
-            loadgen.run_wrk_until(
-                self.web_url,
-                "checkout.lua",
-                [str(burst_file), f"r{self.next_run_id()}", "burst"],
-                clients=8,
-                done=Settled(self.pending_payments, n),
-                timeout_s=max(120.0, n / 5),
-            )
+            settled = Settled(self.pending_payments, n)
+            with CpuMeter(self.procs, "web-one") as cpu:
+                loadgen.run_wrk_until(
+                    f"http://127.0.0.1:{one_port}",
+                    "checkout.lua",
+                    [str(burst_file), f"r{self.next_run_id()}", "burst"],
+                    clients=8,
+                    done=settled,
+                    timeout_s=max(120.0, n / 5),
+                )
+            placed_s = (settled.reached or settled.changed) - started
             pending = wait_for(
                 lambda: self.pending_payments() or None, 30, "the burst's payments", interval=0.5
             )
             queued = sum(int(r.llen(name)) for name in WORKER_QUEUES.split(","))
+            bursts.append(
+                {
+                    "orders": pending,
+                    "seconds": round(placed_s, 2),
+                    "per_second": round(pending / placed_s, 1),
+                    **cpu.summary(),
+                }
+            )
             log(
-                f"run {run + 1} burst: {pending} PENDING payments placed in "
-                f"{time.monotonic() - started:.1f}s, "
-                f"{queued} messages queued"
+                f"run {run + 1} burst: {pending} PENDING payments placed by one web process in "
+                f"{placed_s:.1f}s ({bursts[-1]['per_second']:.1f} orders/s), {queued} messages queued"
             )
             result = self.drain_payments(pending, profile=self.plan.profile and run == 0)
             result["queued_before"] = queued
+            result["vs_web"] = round(result["per_second"] / bursts[-1]["per_second"], 3)
             payments.append(result)
             log(
                 f"run {run + 1} payments drained: {result['per_second']:.1f}/s "
-                f"({result['tasks']} tasks, {result['tasks_per_second']:.1f} tasks/s)"
+                f"({result['tasks']} tasks, {result['tasks_per_second']:.1f} tasks/s, worker "
+                f"{result['process_cores']} cores, sandbox {result['sandbox_cores']}, "
+                f"machine {result['machine_cores']}); "
+                f"{result['vs_web']:.2f}x one web process's checkouts"
             )
-            noops.append(self.drain_noop(n))
-            log(f"run {run + 1} bare celery no-op: {noops[-1]['per_second']:.1f} tasks/s")
+            noops.append(self.drain_noop(n, setup["pool"], setup["concurrency"]))
+            log(
+                f"run {run + 1} bare celery no-op ({setup['pool']} x{setup['concurrency']}): "
+                f"{noops[-1]['per_second']:.1f} tasks/s"
+            )
+        self.procs.stop("web-one")
         self.results["payments"] = {
             "burst": n,
-            "payments": summarise(payments, ("per_second", "tasks_per_second", "seconds")),
+            "worker": setup,
+            "web_one": summarise(bursts, ("per_second", "seconds", "process_cores")),
+            "payments": summarise(
+                payments, ("per_second", "tasks_per_second", "seconds", "vs_web", "process_cores")
+            ),
             "noop": summarise(noops, ("per_second", "seconds")),
         }
 
@@ -565,7 +615,7 @@ class Bench:
 
     def drain_payments(self, pending: int, profile: bool = False) -> dict[str, Any]:
         name = f"worker-{self.next_run_id()}"
-        self.procs.start(name, self.procs.lines["worker"])
+        self.procs.start(name, self.worker_command())
         spy = (
             PySpy(self.procs, name, self.workdir / "profile_worker.txt", 30, self.results)
             if profile
@@ -577,11 +627,12 @@ class Bench:
                 spy.__enter__()
             started = time.monotonic()
             deadline = started + max(600.0, pending / 2)
-            while self.pending_payments() > 0:
-                self.procs.check_alive(name)
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"payments not drained after {deadline - started:.0f}s")
-                time.sleep(0.2)
+            with CpuMeter(self.procs, name) as cpu, CpuMeter(self.procs, "payments") as gateway:
+                while self.pending_payments() > 0:
+                    self.procs.check_alive(name)
+                    if time.monotonic() > deadline:
+                        raise TimeoutError(f"payments not drained after {deadline - started:.0f}s")
+                    time.sleep(0.2)
             seconds = time.monotonic() - started
             tasks = self.procs.log(name).count('"task_finished"')
         finally:
@@ -603,9 +654,11 @@ class Bench:
             "tasks": tasks,
             "tasks_per_second": round(tasks / seconds, 1),
             "statuses": statuses,
+            **cpu.summary(),
+            "sandbox_cores": gateway.summary()["process_cores"],
         }
 
-    def drain_noop(self, count: int) -> dict[str, Any]:
+    def drain_noop(self, count: int, pool: str = "prefork", concurrency: int = 2) -> dict[str, Any]:
         from bench import noop_tasks
 
         noop_tasks.app.conf.broker_url = self.redis_url
@@ -617,7 +670,7 @@ class Bench:
         name = f"noop-{self.next_run_id()}"
         self.procs.start(
             name,
-            "celery --app bench.noop_tasks worker --loglevel INFO --concurrency 2 "
+            f"celery --app bench.noop_tasks worker --loglevel INFO --pool {pool} --concurrency {concurrency} "
             f"--queues {noop_tasks.QUEUE} --without-gossip --without-mingle",
         )
         try:
@@ -1054,7 +1107,8 @@ class Bench:
             "burst": self.plan.burst,
             "web_concurrency": self.plan.web_concurrency,
             "gunicorn": "gthread, 4 threads per worker (gunicorn.conf.py)",
-            "worker_concurrency": 2,
+            "worker_concurrency": self.worker_setup()["concurrency"],
+            "worker_pool": self.worker_setup()["pool"],
             "products": PRODUCTS,
             "reconcile_sizes": list(self.plan.reconcile_sizes),
         }
@@ -1102,12 +1156,15 @@ class Settled:
         self.count, self.target, self.quiet_s = count, target, quiet_s
         self.last = -1
         self.changed = time.monotonic()
+        self.reached: float | None = None
 
     def __call__(self) -> bool:
         value = int(self.count())
         now = time.monotonic()
         if value != self.last:
             self.last, self.changed = value, now
+        if value >= self.target and self.reached is None:
+            self.reached = now
         return value >= self.target or (value > 0 and now - self.changed > self.quiet_s)
 
 
@@ -1285,6 +1342,14 @@ def main(argv: list[str] | None = None) -> int:
         "--burst 5000 measures the same with 2.5x the time]",
     )
     parser.add_argument("--web-concurrency", type=int, help="gunicorn workers [nproc, at least 2]")
+    parser.add_argument(
+        "--worker-concurrency", type=int, help="WORKER_CONCURRENCY of the payments phase [the app's default]"
+    )
+    parser.add_argument(
+        "--worker-pool",
+        choices=("prefork", "threads", "gevent", "solo"),
+        help="--pool added to the Procfile's worker line (and the no-op floor's) [the Procfile's]",
+    )
     parser.add_argument("--only", help=f"comma-separated phases out of {','.join(PHASES)}")
     parser.add_argument("--out", default=str(ROOT / "docs" / "bench"), help="where results go")
     parser.add_argument(

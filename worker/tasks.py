@@ -13,7 +13,7 @@ from app.adapters.mailer import MailerError, SmtpMailer
 from app.api import webhook_payloads
 from app.domain.backoff import backoff_delay
 from app.services import dispatch, idempotency, notifications, ops, payments, reconciliation, webhooks
-from app.services.handlers import EVENT_HANDLERS
+from app.services.handlers import worker_handlers
 from app.task_metrics import store_status_counts
 
 
@@ -21,7 +21,8 @@ from app.task_metrics import store_status_counts
 def dispatch_event(self, outbox_id: int) -> bool:  # type: ignore[no-untyped-def]
     """Run the handlers of one outbox message (idempotent)."""
     try:
-        return dispatch.handle_message(outbox_id, EVENT_HANDLERS)
+        handlers = worker_handlers(payments.ChargeSettings.from_config(current_app.config))
+        return dispatch.handle_message(outbox_id, handlers)
     except queue.BrokerUnavailable as exc:
         delay = backoff_delay(self.request.retries + 1, 1.0, cap=60.0, jitter="none")
         raise self.retry(exc=exc, countdown=delay) from exc
@@ -69,17 +70,8 @@ def reconcile_stock(reconciliation_id: str | None = None) -> str | None:
 @shared_task(name=queue.CHARGE_PAYMENT, acks_late=True, bind=True, max_retries=None)
 def charge_payment(self, payment_id: str, abandoned_intent: str | None = None) -> str:  # type: ignore[no-untyped-def]
     """Charge one payment (once: the gateway's idempotency key is the payment id)."""
-    config = current_app.config
-    outcome = payments.charge_payment(
-        uuid.UUID(payment_id),
-        gateway=StripeGateway.from_config(config),
-        max_attempts=int(config["PAYMENT_MAX_ATTEMPTS"]),
-        backoff_seconds=float(config["PAYMENT_BACKOFF_SECONDS"]),
-        retry=payments.RetryPolicy(
-            int(config["PAYMENT_RETRY_WINDOW_SECONDS"]), float(config["FEATURE_CACHE_SECONDS"])
-        ),
-        abandoned_intent=abandoned_intent,
-    )
+    settings = payments.ChargeSettings.from_config(current_app.config)
+    outcome = settings.charge(uuid.UUID(payment_id), abandoned_intent)
     if outcome.retry_in is not None:
         # The attempt count lives in the payment row, so Celery's own retry limit is not used.
         raise self.retry(countdown=outcome.retry_in)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Table, func, insert, select, text, update
+from sqlalchemy import Table, bindparam, func, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from app.domain.base import utcnow
@@ -14,6 +14,9 @@ from app.domain.outbox import OutboxMessage
 _OUTBOX = OutboxMessage.__table__
 assert isinstance(_OUTBOX, Table)
 _INSERT = insert(_OUTBOX).returning(_OUTBOX.c.id, sort_by_parameter_order=True)
+_TO_DISPATCH = select(_OUTBOX.c.event_type, _OUTBOX.c.payload, _OUTBOX.c.request_id).where(
+    _OUTBOX.c.id == bindparam("id"), _OUTBOX.c.processed_at.is_(None)
+)
 
 
 class OutboxRepository:
@@ -107,9 +110,21 @@ class OutboxRepository:
     def get(self, message_id: int) -> OutboxMessage | None:
         return self.session.get(OutboxMessage, message_id)
 
+    def to_dispatch(self, message_id: int) -> tuple[str, dict[str, Any], str | None] | None:
+        """(event type, payload, request id) of an unprocessed message; None once processed or
+        unknown. One Core SELECT of three columns: a dispatch needs no ORM entity."""
+        row = self.session.execute(_TO_DISPATCH, {"id": message_id}).first()
+        return (row[0], row[1], row[2]) if row is not None else None
+
     def mark_processed(self, message_id: int) -> None:
         self.session.execute(
             update(OutboxMessage).where(OutboxMessage.id == message_id).values(processed_at=utcnow())
+        )
+
+    def mark_unprocessed(self, message_id: int) -> None:
+        """Handled, but a task it queued could not be published: dispatch it again."""
+        self.session.execute(
+            update(OutboxMessage).where(OutboxMessage.id == message_id).values(processed_at=None)
         )
 
     def lag(self) -> tuple[int, float]:

@@ -82,12 +82,15 @@ class PaymentRepository:
     def store_intent(self, payment_id: uuid.UUID, intent_id: str) -> str | None:
         """Remember the payment's PaymentIntent (once: the first one stays); the payment's status
         afterwards, or None if there is no such payment."""
-        self.session.execute(
+        stored = self.session.execute(
             update(Payment)
             .where(Payment.id == payment_id, Payment.intent_id.is_(None))
-            .values(intent_id=intent_id, updated_at=utcnow()),
+            .values(intent_id=intent_id, updated_at=utcnow())
+            .returning(Payment.status),
             execution_options=_FETCH,
-        )
+        ).scalar_one_or_none()
+        if stored is not None:  # the usual case: one statement
+            return str(stored)
         return self.session.scalar(select(Payment.status).where(Payment.id == payment_id))
 
     def apply(self, transition: PaymentTransition) -> bool:

@@ -8,9 +8,16 @@ from __future__ import annotations
 
 from app.domain import events
 from app.domain.webhooks import WEBHOOK_EVENTS
-from app.services.dispatch import Handler
+from app.services.dispatch import Handler, HandlerRegistry
 from app.services.notifications import alert_admins, notify_customer
-from app.services.payments import on_order_cancelled, on_order_placed, on_payment_retried, on_refund_requested
+from app.services.payments import (
+    ChargeSettings,
+    charge_on_order_placed,
+    on_order_cancelled,
+    on_order_placed,
+    on_payment_retried,
+    on_refund_requested,
+)
 from app.services.returns import on_refund_succeeded
 from app.services.webhooks import fan_out, on_endpoint_disabled
 
@@ -46,3 +53,13 @@ EVENT_HANDLERS: dict[type[events.Event], list[Handler]] = {
 # table (app.domain.webhooks.WEBHOOK_EVENTS) fans out, so a new mapping needs no line here.
 for _event_type in WEBHOOK_EVENTS:
     EVENT_HANDLERS.setdefault(_event_type, []).append(fan_out)
+
+
+def worker_handlers(charge: ChargeSettings) -> HandlerRegistry:
+    """``EVENT_HANDLERS`` as the worker runs them: a new order is charged in its OrderPlaced
+    dispatch (``charge_on_order_placed``), not by a second task queued behind it."""
+    charge_now = charge_on_order_placed(charge)
+    return {
+        event_type: [charge_now if handler is on_order_placed else handler for handler in registered]
+        for event_type, registered in EVENT_HANDLERS.items()
+    }

@@ -17,6 +17,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
+from functools import partial
 from typing import Any, Protocol
 
 from app.adapters.email_templates import render_email, render_html
@@ -52,7 +53,7 @@ from app.domain.notifications import (
 from app.domain.payments import COMPLETED, REFUNDED
 from app.log import get_logger
 from app.repositories.notifications import NotificationRepository, OrderFacts
-from app.services.dispatch import EventContext
+from app.services.dispatch import AfterCommit, EventContext, in_transaction
 from app.services.unit_of_work import ReadOnlyUnitOfWork, UnitOfWork
 
 log = get_logger(__name__)
@@ -71,30 +72,30 @@ class Mailer(Protocol):
 # ---- the observer ---------------------------------------------------------------------------------
 
 
-def notify_customer(event: Event, context: EventContext) -> None:
+@in_transaction
+def notify_customer(event: Event, context: EventContext, uow: UnitOfWork) -> AfterCommit | None:
     """Handler: one e-mail notification per event (idempotent), then queue its delivery."""
-    with UnitOfWork(relay_after_commit=False) as uow:
-        notification = record_notification(uow, event, context.event_id)
-        # Read before the commit expires the object: after it, each attribute is a new SELECT.
-        to_deliver = str(notification.id) if notification is not None and notification.deliverable else None
-        uow.commit()
-    if to_deliver is not None:
-        # BrokerUnavailable propagates: the event stays unprocessed and is dispatched again, and
-        # the notification, still PENDING, is queued then.
-        send_task(DELIVER_NOTIFICATION, [to_deliver], request_id=context.request_id)
+    notification = record_notification(uow, event, context.event_id)
+    if notification is None or not notification.deliverable:
+        return None
+    # Read before the commit expires the object: after it, each attribute is a new SELECT.
+    # BrokerUnavailable from the publish propagates: the event stays unprocessed and is
+    # dispatched again, and the notification, still PENDING, is queued then.
+    return partial(send_task, DELIVER_NOTIFICATION, [str(notification.id)], request_id=context.request_id)
 
 
 def record_notification(uow: UnitOfWork, event: Event, event_id: int) -> Notification | None:
-    """Create the notification of ``event`` unless it exists; returns it (None: no such user)."""
+    """Create the notification of ``event`` unless it exists; returns it (None: no such user).
+
+    No look-up first: the insert is ``ON CONFLICT DO NOTHING`` on (event, channel), so a repeated
+    event (rare) renders once more and then reads the row that exists; a new one (every time but
+    that) saves a statement."""
     repo = uow.notifications
-    existing = repo.find_by_event(event_id, CHANNEL_EMAIL)
-    if existing is not None:
-        return existing
     user_id = uuid.UUID(str(event.user_id))  # type: ignore[attr-defined]
     user = repo.user(user_id)
     if user is None:
         log.warning("notification_without_user", notification_event=event.name, user_id=str(user_id))
-        return None
+        return repo.find_by_event(event_id, CHANNEL_EMAIL)
     order_id_raw = getattr(event, "order_id", None)
     order_id = uuid.UUID(str(order_id_raw)) if order_id_raw else None
     facts = repo.order_facts(order_id) if order_id else None
@@ -130,7 +131,7 @@ def record_notification(uow: UnitOfWork, event: Event, event_id: int) -> Notific
     }
     if repo.insert_if_absent(values) is not None:
         return Notification(**values)  # what was just written (transient: not read back)
-    return repo.find_by_event(event_id, CHANNEL_EMAIL)  # a concurrent handler won: read its row
+    return repo.find_by_event(event_id, CHANNEL_EMAIL)  # recorded before (or concurrently): that row
 
 
 def _money(value: Decimal | None) -> str:

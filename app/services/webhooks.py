@@ -24,6 +24,7 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any, Protocol
 
 from app.adapters.mailer import OutgoingEmail
@@ -63,7 +64,7 @@ from app.domain.webhooks import (
     unknown_event_types,
 )
 from app.log import get_logger
-from app.services.dispatch import EventContext
+from app.services.dispatch import AfterCommit, EventContext, in_transaction
 from app.services.unit_of_work import ReadOnlyUnitOfWork, StatementUnitOfWork, UnitOfWork
 
 log = get_logger(__name__)
@@ -377,30 +378,29 @@ def _queue(delivery_ids: Sequence[uuid.UUID], request_id: str | None = None) -> 
 # ---- fan-out: the event handler ------------------------------------------------------------------
 
 
-def fan_out(event: Event, context: EventContext) -> None:
+@in_transaction
+def fan_out(event: Event, context: EventContext, uow: UnitOfWork) -> AfterCommit | None:
     """Handler: one message and one delivery per enabled endpoint subscribed to the event's type."""
     webhook_type = WEBHOOK_EVENTS.get(type(event))
     if webhook_type is None:
-        return
+        return None
+    endpoint_ids = [e.id for e in uow.webhooks.enabled() if subscribes(e.event_types, webhook_type.name)]
+    if not endpoint_ids:
+        return None
     now = utcnow()
-    with UnitOfWork(relay_after_commit=False) as uow:
-        endpoint_ids = [e.id for e in uow.webhooks.enabled() if subscribes(e.event_types, webhook_type.name)]
-        if not endpoint_ids:
-            return
-        message_id = uow.webhooks.message_for_outbox(
-            {
-                "id": uuid.uuid4(),
-                "outbox_id": context.event_id,
-                "event_type": webhook_type.name,
-                "data_kind": webhook_type.data,
-                "resource_id": str(getattr(event, webhook_type.id_field, "") or "") or None,
-                "data": json.dumps(event_data(event)) if webhook_type.data == EVENT else None,
-                "occurred_at": now,
-            }
-        )
-        created_ids = uow.webhooks.add_deliveries(message_id, endpoint_ids, now)
-        uow.commit()
-    _queue(created_ids, context.request_id)
+    message_id = uow.webhooks.message_for_outbox(
+        {
+            "id": uuid.uuid4(),
+            "outbox_id": context.event_id,
+            "event_type": webhook_type.name,
+            "data_kind": webhook_type.data,
+            "resource_id": str(getattr(event, webhook_type.id_field, "") or "") or None,
+            "data": json.dumps(event_data(event)) if webhook_type.data == EVENT else None,
+            "occurred_at": now,
+        }
+    )
+    created_ids = uow.webhooks.add_deliveries(message_id, endpoint_ids, now)
+    return partial(_queue, created_ids, context.request_id)
 
 
 # ---- delivery: the worker ---------------------------------------------------------------------------

@@ -74,7 +74,10 @@ def test_a_request_queues_a_task_through_the_outbox_and_the_worker_completes_it(
         and "|" in line
         and line.split("|", 1)[1].strip().startswith("{")
     ]
+    # The charge runs in the OrderPlaced dispatch (no task of its own on the normal path).
     assert any(
-        entry.get("request_id") == "e2e-checkout-1" and entry.get("task") == "oms.charge_payment"
+        entry.get("request_id") == "e2e-checkout-1"
+        and entry.get("task") == "oms.dispatch_event"
+        and entry.get("event") == "payment_completed"
         for entry in worker_lines
     )
