@@ -468,20 +468,21 @@ class Bench:
                             f"p50 {m.p50_ms:6.2f} ms  p99 {m.p99_ms:6.2f} ms  statuses {m.statuses}"
                         )
             if self.plan.profile:
-                with PySpy(
-                    self.procs,
-                    "web",
-                    self.workdir / "profile_get_order.txt",
-                    self.plan.duration,
-                    self.results,
-                ):
-                    loadgen.run_wrk(
-                        urls["stack"],
-                        "get.lua",
-                        [str(files[("order", "stack")])],
-                        clients=8,
-                        duration_s=self.plan.duration,
-                    )
+                for what in ("product", "order"):
+                    with PySpy(
+                        self.procs,
+                        "web",
+                        self.workdir / f"profile_get_{what}.txt",
+                        self.plan.duration,
+                        self.results,
+                    ):
+                        loadgen.run_wrk(
+                            urls["stack"],
+                            "get.lua",
+                            [str(files[(what, "stack")])],
+                            clients=8,
+                            duration_s=self.plan.duration,
+                        )
         finally:
             self.procs.stop("floor")
         self.results["reads"] = {

@@ -15,7 +15,7 @@ from app.api.schemas import MAX_MONEY, Money, PageArgsSchema, StrictSchema, page
 from app.api.security import authenticated, current_actor, subject_or_address
 from app.api.users import AddressSchema
 from app.domain.errors import ValidationFailed
-from app.domain.orders import ORDER_STATUSES, Order, OrderStatusChange
+from app.domain.orders import ORDER_STATUSES, Order, OrderStatusChange, OrderView
 from app.domain.payments import CREDIT_CARD, PAYMENT_METHODS
 from app.extensions import limiter
 from app.observability import ORDERS_PLACED
@@ -208,7 +208,7 @@ def _if_match_versions() -> list[int] | None:
     return versions  # nothing parseable: nothing can match → 412
 
 
-def _etag(order: Order) -> str:
+def _etag(order: Order | OrderView) -> str:
     return f'"{order.version}"'
 
 
@@ -312,7 +312,7 @@ class OrderById(MethodView):
         200, OrderSchema, headers={"ETag": {"schema": {"type": "string"}, "description": '"<version>"'}}
     )
     @blp.alt_response(404, response="NOT_FOUND", description="No such order, another user's, or deleted")
-    def get(self, order_id: uuid.UUID) -> tuple[Order, dict[str, str]]:
+    def get(self, order_id: uuid.UUID) -> tuple[OrderView, dict[str, str]]:
         """View an order (its owner or an admin), with its ETag."""
         order = service.get_order(current_actor(), order_id)
         return order, {"ETag": _etag(order)}

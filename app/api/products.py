@@ -13,7 +13,7 @@ from flask_smorest import Blueprint
 
 from app.api.schemas import MAX_MONEY, Money, PageArgsSchema, StrictSchema, page_body, page_of
 from app.api.security import admin_only, current_actor, public
-from app.domain.catalogue import ADMIN_MOVEMENT_REASONS, Product, StockMovement
+from app.domain.catalogue import ADMIN_MOVEMENT_REASONS, Product, ProductView, StockMovement
 from app.services import catalogue as service
 from app.services.catalogue import MAX_STOCK
 
@@ -74,7 +74,7 @@ class ProductSchema(ma.Schema):
         metadata={"description": "At or below this stock the admins are alerted (0: never)"},
     )
 
-    def _currency(self, _: Product) -> str:
+    def _currency(self, _: Product | ProductView) -> str:
         return str(current_app.config["CURRENCY"])
 
 
@@ -167,7 +167,7 @@ class Products(MethodView):
 class ProductById(MethodView):
     @public
     @blp.response(200, ProductSchema)
-    def get(self, product_id: uuid.UUID) -> Product:
+    def get(self, product_id: uuid.UUID) -> ProductView:
         """View a product with its current price and stock."""
         return service.get_product(product_id)
 

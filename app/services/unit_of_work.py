@@ -10,6 +10,9 @@ fails nothing is lost: the beat relay picks them up.
 ``ReadOnlyUnitOfWork`` is for use cases that only read: its statements run in autocommit mode (no
 BEGIN/ROLLBACK round trips; under READ COMMITTED every statement takes its own snapshot anyway).
 
+``Reads`` is for the hot reads (``GET /orders/{id}``, ``GET /products/{id}``): Core rows straight
+into read models on one pooled connection in autocommit mode, no Session and no identity map.
+
 ``run_in_transaction`` runs a whole unit of work again when Postgres reports contention: the one
 place where transactions are retried.
 """
@@ -22,6 +25,7 @@ from functools import cached_property
 from types import TracebackType
 from typing import Any, TypeVar
 
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
@@ -35,11 +39,11 @@ from app.log import current_request_id, get_logger
 from app.repositories.accounts import AccountTokenRepository
 from app.repositories.audit import AuditRepository
 from app.repositories.carts import CartRepository
-from app.repositories.catalogue import ProductRepository, StockLedgerRepository
+from app.repositories.catalogue import ProductReads, ProductRepository, StockLedgerRepository
 from app.repositories.features import FeatureRepository
 from app.repositories.fulfilment import ReturnRepository, ShipmentRepository
 from app.repositories.notifications import NotificationRepository
-from app.repositories.orders import IdempotencyRepository, OrderRepository
+from app.repositories.orders import IdempotencyRepository, OrderReads, OrderRepository
 from app.repositories.outbox import OutboxRepository
 from app.repositories.payments import PaymentRepository
 from app.repositories.reconciliation import ReconciliationRepository
@@ -278,6 +282,44 @@ class ReadOnlyUnitOfWork(_Repositories):
         """Give the connection back now (before slow work such as password hashing); entities
         read here are expired, so detach first what must stay loaded."""
         end_read(self.session)
+
+
+def default_engine() -> Engine:
+    """The application's engine (Flask-SQLAlchemy's)."""
+    return db.engine
+
+
+class Reads:
+    """Reads that write nothing, on a Core connection: rows become read models (``OrderView``,
+    ``ProductView``) without a Session, an identity map or ORM loading, and the statements run in
+    autocommit mode (no BEGIN/ROLLBACK round trips: under READ COMMITTED each statement takes its
+    own snapshot anyway). The connection goes back to the pool when the block ends."""
+
+    connection: Connection
+
+    def __init__(self, engine_factory: Callable[[], Engine] = default_engine) -> None:
+        self._engine_factory = engine_factory
+
+    def __enter__(self) -> Reads:
+        self.connection = self._engine_factory().connect()
+        self.connection.execution_options(isolation_level="AUTOCOMMIT")
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.connection.close()  # back to the pool, with its isolation level reset
+
+    @cached_property
+    def orders(self) -> OrderReads:
+        return OrderReads(self.connection)
+
+    @cached_property
+    def products(self) -> ProductReads:
+        return ProductReads(self.connection)
 
 
 # ---- retries on contention ------------------------------------------------------------------------
