@@ -6,11 +6,12 @@ import uuid
 from typing import Any
 
 import marshmallow as ma
-from flask import Response, current_app, request, url_for
+from flask import Response, current_app, jsonify, request, url_for
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from app.api.idempotency import IDEMPOTENCY_DOC, idempotent, replayed
+from app.api.rendering import compiled
 from app.api.schemas import MAX_MONEY, Money, PageArgsSchema, StrictSchema, page_body, page_of
 from app.api.security import authenticated, current_actor, subject_or_address
 from app.api.users import AddressSchema
@@ -192,6 +193,10 @@ class OrderHistorySchema(ma.Schema):
     items = ma.fields.List(ma.fields.Nested(StatusChangeSchema), required=True)
 
 
+# GET /orders/{id} renders with OrderSchema compiled once (app/api/rendering.py).
+ORDER_BODY = compiled(OrderSchema())
+
+
 # ---- helpers ------------------------------------------------------------------------------------
 
 
@@ -312,10 +317,10 @@ class OrderById(MethodView):
         200, OrderSchema, headers={"ETag": {"schema": {"type": "string"}, "description": '"<version>"'}}
     )
     @blp.alt_response(404, response="NOT_FOUND", description="No such order, another user's, or deleted")
-    def get(self, order_id: uuid.UUID) -> tuple[OrderView, dict[str, str]]:
+    def get(self, order_id: uuid.UUID) -> tuple[Response, dict[str, str]]:
         """View an order (its owner or an admin), with its ETag."""
         order = service.get_order(current_actor(), order_id)
-        return order, {"ETag": _etag(order)}
+        return jsonify(ORDER_BODY(order)), {"ETag": _etag(order)}
 
     @authenticated
     @blp.arguments(OrderStatusUpdateSchema)
