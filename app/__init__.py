@@ -25,6 +25,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from app.cli import register_cli
     from app.extensions import db, jwt, limiter, migrate
     from app.log import configure_logging
+    from app.middleware import init_middleware
     from app.observability import drop_retry_after_unless_refused, init_observability
 
     overrides = dict(config or {})
@@ -64,6 +65,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     celery_init_app(app)
     register_cli(app)
     check_policies(app)
+    init_middleware(app, limiter)
     return app
 
 

@@ -94,12 +94,40 @@ def _db_registry(app: Flask) -> CollectorRegistry:
 
 def drop_retry_after_unless_refused(response: Response) -> Response:
     """Flask-Limiter adds Retry-After to every limited response; it means "retry" only on 429/503."""
-    if response.status_code not in (429, 503):
-        response.headers.pop("Retry-After", None)
+    if response.status_code not in (429, 503) and "Retry-After" in response.headers:
+        del response.headers["Retry-After"]
     return response
 
 
+SECURITY_HEADERS = (
+    ("X-Content-Type-Options", "nosniff"),
+    ("X-Frame-Options", "DENY"),
+    ("Referrer-Policy", "no-referrer"),
+    ("Cache-Control", "no-store"),
+)
+NOT_LOGGED = frozenset({"/metrics", "/healthz"})
+
+
+class _RequestMetrics:
+    """The per-route counter and histogram children, looked up once per process: ``labels()``
+    validates and locks on every call, half of what counting a request cost."""
+
+    def __init__(self) -> None:
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
+    def observe(self, route: str, method: str, status: int, elapsed: float) -> None:
+        key = (route, method, status)
+        children = self._children.get(key)
+        if children is None:
+            children = (REQUESTS.labels(route, method, str(status)), LATENCY.labels(route, method))
+            self._children[key] = children
+        children[0].inc()
+        children[1].observe(elapsed)
+
+
 def init_observability(app: Flask) -> None:
+    metrics = _RequestMetrics()
+
     @app.before_request
     def _start() -> None:
         g.request_id = clean_request_id(request.headers.get("X-Request-ID"))
@@ -114,22 +142,23 @@ def init_observability(app: Flask) -> None:
     @app.after_request
     def _finish(response: Response) -> Response:
         request_id = g.get("request_id") or clean_request_id(None)
-        response.headers["X-Request-ID"] = request_id
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        response.headers.setdefault("X-Frame-Options", "DENY")
-        response.headers.setdefault("Referrer-Policy", "no-referrer")
-        response.headers.setdefault("Cache-Control", "no-store")
-        route = request.url_rule.rule if request.url_rule is not None else "<unmatched>"
-        elapsed = time.perf_counter() - g.get("started", time.perf_counter())
-        REQUESTS.labels(route, request.method, str(response.status_code)).inc()
-        LATENCY.labels(route, request.method).observe(elapsed)
-        if route not in ("/metrics", "/healthz"):
+        headers = response.headers
+        headers["X-Request-ID"] = request_id
+        for name, value in SECURITY_HEADERS:
+            headers.setdefault(name, value)
+        rule = request.url_rule
+        route = rule.rule if rule is not None else "<unmatched>"
+        started = g.get("started")
+        elapsed = time.perf_counter() - started if started is not None else 0.0
+        method, status = request.method, response.status_code
+        metrics.observe(route, method, status, elapsed)
+        if route not in NOT_LOGGED:
             log.info(
                 "request",
-                method=request.method,
+                method=method,
                 path=request.path,
                 route=route,
-                status=response.status_code,
+                status=status,
                 duration_ms=round(elapsed * 1000, 2),
             )
         return response

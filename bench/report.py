@@ -232,6 +232,7 @@ def markdown(results: dict[str, Any]) -> str:
                 )
             )
         out += ["", "![reads](reads.png)", ""]
+    out += _shipments_section(results)
     pay = results.get("payments")
     if pay:
         out += [
@@ -447,6 +448,41 @@ def _stripe_webhook_section(hook: dict[str, Any] | None) -> list[str]:
             _lat(floor),
             _median_cpu(floor),
             "100 %",
+        ),
+        "",
+    ]
+
+
+def _shipments_section(results: dict[str, Any]) -> list[str]:
+    ship = results.get("shipments")
+    if not ship:
+        return []
+    facts = _get(results, "sql", "shipment") or {}
+    limit, stack = ship.get("limit") or {}, ship.get("stack") or {}
+    return [
+        "## Shipments: POST /orders/{id}/shipments vs the database's own limit",
+        "",
+        f"An admin ships every unit of a paid order (no `items`: one line of 2 units), each request a "
+        f"different order out of {_fmt(ship.get('pool'))} seeded in SQL (unshipped again between "
+        "measurements), with an Idempotency-Key; the order becomes SHIPPED (history row, audit entry, "
+        "`OrderShipped` in the outbox, published to the broker after the commit; no worker runs). "
+        "The limit is pgbench replaying the SQL that one such request issued (captured from the app: "
+        f"{facts.get('statements')} statements in {facts.get('transactions')} transactions, "
+        f"{facts.get('executed_per_transaction')} per transaction — the token check, the idempotency "
+        "claim, the shipment), each transaction another order, at the same client count.",
+        "",
+        "| clients | limit tx/s | limit p50 / p99 ms | POST shipments req/s | p50 / p99 ms | ratio | errors "
+        "| web CPU (cores) |",
+        "|---|---|---|---|---|---|---|---|",
+        _row(
+            stack.get("clients"),
+            _fmt(limit.get("per_second")),
+            _lat(limit),
+            _fmt(stack.get("per_second")),
+            _lat(stack),
+            _pct(_ratio(stack.get("per_second"), limit.get("per_second"))),
+            _fmt(stack.get("errors")),
+            _median_cpu(stack),
         ),
         "",
     ]

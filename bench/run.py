@@ -16,6 +16,8 @@ the payment sandbox and an SMTP sink, and then measures:
                 wrk at 1, 8, 32 connections, each request a different user's pre-filled cart;
 3. ``reads``    ``GET /products/{id}`` and ``GET /orders/{id}`` vs bare Flask + psycopg running
                 the same SQL (bench/floor_app.py) under the same gunicorn settings;
+3b. ``shipments`` admin ``POST /orders/{id}/shipments``, each request a different paid order, vs
+                pgbench replaying the SQL that one such request issued (captured from the app);
 4. ``payments`` payments drained per second by one worker (concurrency 2) after a burst of orders,
                 vs bare Celery no-op tasks (bench/noop_tasks.py) on the same broker;
 5. ``webhooks`` webhook deliveries drained per second by the ``webhooks`` process (concurrency 2)
@@ -46,6 +48,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import psutil
@@ -59,6 +62,7 @@ PHASES = (
     "limit",
     "checkout",
     "reads",
+    "shipments",
     "payments",
     "webhooks",
     "fanout",
@@ -78,6 +82,7 @@ _FLOOR_FAN_OUT = (
 )
 PRODUCTS = 1000
 L10_FIRST, L50_FIRST = 10_000_000, 20_000_000
+SHIPPING_ADMIN = 90_000_000  # the user number of the admin who ships (bench/seed.py ids)
 REDIS_DB = 14
 
 
@@ -89,6 +94,7 @@ class Plan:
     clients: tuple[int, ...]
     read_clients: int
     pool: int  # users with a 1-line cart, consumed one per order, refilled between measurements
+    shipping_pool: int  # paid orders, shipped one per request, unshipped between measurements
     scaling_pool: int
     burst: int
     reconcile_sizes: tuple[int, ...]
@@ -113,6 +119,7 @@ class Plan:
             clients=(1, 8, 32),
             read_clients=8,
             pool=8_000 if quick else 40_000,
+            shipping_pool=4_000 if quick else 20_000,
             scaling_pool=1_000 if quick else 4_000,
             burst=args.burst or (300 if quick else 2_000),
             reconcile_sizes=(1_000, 10_000, 100_000) if quick else (10_000, 100_000, 1_000_000),
@@ -495,20 +502,21 @@ class Bench:
                             f"p50 {m.p50_ms:6.2f} ms  p99 {m.p99_ms:6.2f} ms  statuses {m.statuses}"
                         )
             if self.plan.profile:
-                with PySpy(
-                    self.procs,
-                    "web",
-                    self.workdir / "profile_get_order.txt",
-                    self.plan.duration,
-                    self.results,
-                ):
-                    loadgen.run_wrk(
-                        urls["stack"],
-                        "get.lua",
-                        [str(files[("order", "stack")])],
-                        clients=8,
-                        duration_s=self.plan.duration,
-                    )
+                for what in ("product", "order"):
+                    with PySpy(
+                        self.procs,
+                        "web",
+                        self.workdir / f"profile_get_{what}.txt",
+                        self.plan.duration,
+                        self.results,
+                    ):
+                        loadgen.run_wrk(
+                            urls["stack"],
+                            "get.lua",
+                            [str(files[(what, "stack")])],
+                            clients=8,
+                            duration_s=self.plan.duration,
+                        )
         finally:
             self.procs.stop("floor")
         self.results["reads"] = {
@@ -527,6 +535,153 @@ class Bench:
     def worker_command(self) -> str:
         pool = self.plan.worker_pool
         return self.procs.lines["worker"] + (f" --pool {pool}" if pool else "")
+
+    def phase_shipments(self) -> None:
+        """Admin POST /orders/{id}/shipments, each request a different paid order, vs the limit:
+        pgbench replaying the SQL one such request issued, interleaved at 8 clients."""
+        pool, clients = self.plan.shipping_pool, self.plan.read_clients
+        admin_token = self.seed_shipping(pool)
+        script, facts = self.capture_shipment(pool, admin_token)
+        self.results.setdefault("sql", {})["shipment"] = facts
+        orders = self.workdir / "shipping_orders.txt"
+        orders.write_text("".join(f"{seed.bench_uuid(seed.ORDER, n)}\n" for n in range(pool)))
+        self.unship(pool)
+        self.wrk_shipments(orders, admin_token, clients, 2)  # warm the web tier
+        limit: list[loadgen.Measurement] = []
+        http: list[loadgen.Measurement] = []
+        for run in range(self.plan.runs):
+            self.unship(pool)
+            m = loadgen.run_pgbench(
+                seed.libpq_url(self.db_url),
+                script,
+                clients=clients,
+                duration_s=self.plan.duration,
+                variables={
+                    "k": 0,
+                    "first": 0,
+                    "pool": pool,
+                    "nprod": PRODUCTS,
+                    "users": self.plan.pool,
+                    "run": self.next_run_id(),
+                },
+            )
+            m.reused = max(0, m.completed - pool)
+            limit.append(m)
+            log(
+                f"run {run + 1} shipments limit c={clients} {m.per_second:8.1f} tx/s  "
+                f"p50 {m.p50_ms:6.2f} ms  p99 {m.p99_ms:6.2f} ms"
+            )
+            self.unship(pool)
+            m = self.wrk_shipments(orders, admin_token, clients, self.plan.duration)
+            http.append(m)
+            log(
+                f"run {run + 1} shipments stack c={clients} {m.per_second:8.1f} req/s  "
+                f"p50 {m.p50_ms:6.2f} ms  p99 {m.p99_ms:6.2f} ms  statuses {m.statuses}"
+            )
+        if self.plan.profile:
+            self.unship(pool)
+            with PySpy(
+                self.procs, "web", self.workdir / "profile_shipments.txt", self.plan.duration, self.results
+            ):
+                self.wrk_shipments(orders, admin_token, clients, self.plan.duration)
+        self.results["shipments"] = {
+            "pool": pool,
+            "limit": loadgen.median_of(limit),
+            "stack": loadgen.median_of(http),
+        }
+
+    def seed_shipping(self, pool: int) -> str:
+        """Paid, unshipped orders ``0 .. pool + 1`` (the last two for the capture) and the admin who
+        ships them; returns the admin's access token."""
+        from app.adapters.passwords import hash_password
+        from app.api.security import issue_token
+
+        with seed.connect(self.db_url) as conn:
+            seed.seed_users(conn, SHIPPING_ADMIN, 1, hash_password(seed.BENCH_PASSWORD))
+            conn.execute(
+                "UPDATE users SET role = 'admin' WHERE id = %s", (seed.bench_uuid(seed.USER, SHIPPING_ADMIN),)
+            )
+            seed.seed_paid_orders(conn, 0, pool + 2, self.plan.pool, PRODUCTS)
+        admin = SimpleNamespace(id=seed.bench_uuid(seed.USER, SHIPPING_ADMIN), role="admin", token_version=1)
+        with self.app.app_context():
+            token, _ = issue_token(admin)  # type: ignore[arg-type]
+        log(f"seeded {pool + 2} paid orders to ship")
+        return str(token)
+
+    def capture_shipment(self, pool: int, admin_token: str) -> tuple[Path, dict[str, Any]]:
+        """Record the SQL of one admin POST /orders/{id}/shipments (after one to warm up) and
+        write it as a pgbench script."""
+        from app.extensions import db
+
+        client = self.app.test_client()
+        with self.app.app_context():
+            engine = db.engine
+
+        def ship(n: int, key: str) -> Any:
+            response = client.post(
+                f"/orders/{seed.bench_uuid(seed.ORDER, n)}/shipments",
+                json={"carrier": "UPS", "trackingNumber": "1Z999AA10123456784"},
+                headers={"Authorization": f"Bearer {admin_token}", "Idempotency-Key": key},
+            )
+            if response.status_code != 201:
+                raise RuntimeError(
+                    f"POST /orders/{{id}}/shipments answered {response.status_code}: "
+                    f"{response.get_data(as_text=True)}"
+                )
+            return response
+
+        ship(pool, "bench-capture-shipment-warmup")
+        key = "bench-capture-shipment"
+        with seed.connect(self.db_url) as conn:
+            before = conn.execute("SELECT coalesce(max(id), 0) FROM outbox").fetchone()[0]
+        started_at = datetime.now(UTC)
+        with capture.SqlRecorder(engine) as recorder:
+            ship(pool + 1, key)
+        with seed.connect(self.db_url) as conn:
+            outbox_ids = [r[0] for r in conn.execute("SELECT id FROM outbox WHERE id > %s", (before,))]
+        script, facts = capture.shipment_script(
+            capture.ShipmentCapture(
+                recorder.steps,
+                order_n=pool + 1,
+                users=self.plan.pool,
+                products=PRODUCTS,
+                admin_n=SHIPPING_ADMIN,
+                idempotency_key=key,
+                started_at=started_at,
+                outbox_ids=outbox_ids,
+            )
+        )
+        facts.update(capture.statement_count(recorder.steps))
+        if not facts["outbox_ids_mapped"] or facts["unmapped_bench_ids"]:
+            raise RuntimeError(f"the shipment's SQL could not be replayed: {facts}")
+        path = self.workdir / "shipment.pgbench.sql"
+        path.write_text(script)
+        with self.app.app_context():
+            db.engine.dispose()
+        log(
+            f"captured: POST /orders/{{id}}/shipments = {facts['statements']} statements in "
+            f"{facts['transactions']} transactions; pgbench script {path}"
+        )
+        return path, facts
+
+    def unship(self, pool: int) -> None:
+        time.sleep(1)  # let requests still running when the load generator stopped finish
+        with seed.connect(self.db_url) as conn:
+            seed.unship_paid_orders(conn, 0, pool)
+
+    def wrk_shipments(self, orders: Path, token: str, clients: int, duration: float) -> loadgen.Measurement:
+        run_id = self.next_run_id()
+        with CpuMeter(self.procs, "web") as cpu:
+            m = loadgen.run_wrk(
+                self.web_url,
+                "shipments.lua",
+                [str(orders), f"s{run_id}", token],
+                clients=clients,
+                duration_s=duration,
+                ok_statuses=("201",),
+            )
+        m.statuses["_cpu"] = cpu.summary()  # type: ignore[assignment]
+        return m
 
     def phase_payments(self) -> None:
         """A burst of orders placed through ONE web process (gunicorn, WEB_CONCURRENCY=1) with no
@@ -1121,6 +1276,8 @@ class Bench:
             self.phase_checkout()
         if "reads" in phases:
             self.phase_reads()
+        if "shipments" in phases:
+            self.phase_shipments()
         if "scaling" in phases:
             self.phase_scaling()
         if "payments" in phases:

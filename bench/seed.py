@@ -6,6 +6,8 @@ load uses: ``bench_id(kind, n)`` = ``KKKKKKKK-0000-4000-8000-NNNNNNNNNNNN`` (kin
 both as a SQL function in the bench database and as :func:`bench_uuid` here.
 User ``n`` has cart ``bench_id(CART, n)``; line ``j`` of its cart is product
 ``(n * PRODUCT_STRIDE + j) % products``, so a 1-line cart holds product ``n * PRODUCT_STRIDE % products``.
+Paid order ``n`` (the shipments phase) is ``bench_id(ORDER, n)`` with payment ``bench_id(PAYMENT, n)``
+and one line of 2 units of product ``n * PRODUCT_STRIDE % products``.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from types import SimpleNamespace
 import psycopg
 from sqlalchemy.engine import make_url
 
-USER, CART, PRODUCT, SEED_MOVEMENT = 1, 2, 3, 4
+USER, CART, PRODUCT, SEED_MOVEMENT, ORDER, PAYMENT = 1, 2, 3, 4, 5, 6
 PRODUCT_STRIDE = 7919  # a prime: consecutive users land on scattered products
 SEED_STOCK = 50_000_000  # never runs out during a bench; stock must stay < 2**31
 BENCH_PASSWORD = "bench-password-1"  # noqa: S105 (a bench fixture)
@@ -163,6 +165,80 @@ def fill_carts(conn: psycopg.Connection, first: int, count: int, lines: int, pro
         },
     )
     return cur.rowcount
+
+
+def seed_paid_orders(conn: psycopg.Connection, first: int, count: int, users: int, products: int) -> None:
+    """Orders ``first .. first+count-1``: PLACED, one line of 2 units, payment COMPLETED (charged
+    through the gateway: it has a reference), nothing shipped; order ``n`` belongs to user
+    ``n % users``. What an admin ships next."""
+    params = {
+        "okind": ORDER,
+        "ukind": USER,
+        "pkind": PRODUCT,
+        "paykind": PAYMENT,
+        "stride": PRODUCT_STRIDE,
+        "products": products,
+        "users": users,
+        "first": first,
+        "last": first + count - 1,
+    }
+    conn.execute(
+        """
+        INSERT INTO orders (id, user_id, status, order_date, total_amount, currency, version,
+                            updated_at, shipping_address)
+        SELECT bench_id(%(okind)s::int, g), bench_id(%(ukind)s::int, g %% %(users)s::bigint), 'PLACED',
+               now(), 2 * p.price, 'USD', 1, now(),
+               jsonb_build_object('line1', g || ' Bench Street', 'city', 'Benchville',
+                                  'postalCode', '12345', 'country', 'US')
+        FROM generate_series(%(first)s::bigint, %(last)s::bigint) AS g
+        JOIN products p ON p.id = bench_id(%(pkind)s::int, (g * %(stride)s::bigint) %% %(products)s::bigint)
+        """,
+        params,
+    )
+    conn.execute(
+        """
+        INSERT INTO order_items (order_id, product_id, product_name, quantity, unit_price, line_total,
+                                 quantity_shipped, quantity_returned)
+        SELECT o.id, p.id, p.name, 2, p.price, 2 * p.price, 0, 0
+        FROM generate_series(%(first)s::bigint, %(last)s::bigint) AS g
+        JOIN orders o ON o.id = bench_id(%(okind)s::int, g)
+        JOIN products p ON p.id = bench_id(%(pkind)s::int, (g * %(stride)s::bigint) %% %(products)s::bigint)
+        """,
+        params,
+    )
+    conn.execute(
+        """
+        INSERT INTO payments (id, order_id, amount, currency, status, method, payment_token,
+                              gateway_reference, attempts, charge_round, created_at, updated_at)
+        SELECT bench_id(%(paykind)s::int, g), o.id, o.total_amount, 'USD', 'COMPLETED', 'CREDIT_CARD',
+               'pm_card_visa', 'pi_bench_' || g, 1, 1, now(), now()
+        FROM generate_series(%(first)s::bigint, %(last)s::bigint) AS g
+        JOIN orders o ON o.id = bench_id(%(okind)s::int, g)
+        """,
+        params,
+    )
+    for table in ("orders", "order_items", "payments"):
+        conn.execute(f"ANALYZE {table}")
+
+
+def unship_paid_orders(conn: psycopg.Connection, first: int, count: int) -> None:
+    """Orders ``first .. first+count-1`` back to paid and unshipped (their shipments, shipping
+    history and outbox messages gone), for the next measurement."""
+    span = {"lo": bench_uuid(ORDER, first), "hi": bench_uuid(ORDER, first + count - 1)}
+    conn.execute("DELETE FROM shipments WHERE order_id BETWEEN %(lo)s AND %(hi)s", span)
+    conn.execute("DELETE FROM order_status_history WHERE order_id BETWEEN %(lo)s AND %(hi)s", span)
+    conn.execute(
+        "UPDATE order_items SET quantity_shipped = 0 WHERE order_id BETWEEN %(lo)s AND %(hi)s "
+        "AND quantity_shipped <> 0",
+        span,
+    )
+    conn.execute(
+        "UPDATE orders SET status = 'PLACED', version = 1 WHERE id BETWEEN %(lo)s AND %(hi)s "
+        "AND version <> 1",
+        span,
+    )
+    conn.execute("DELETE FROM outbox WHERE event_type = 'OrderShipped'")
+    conn.execute("VACUUM (ANALYZE) orders, order_items, shipments, shipment_items, order_status_history")
 
 
 def write_tokens(app: object, path: Path, first: int, count: int) -> Path:

@@ -6,16 +6,17 @@ import uuid
 from typing import Any
 
 import marshmallow as ma
-from flask import Response, current_app, request, url_for
+from flask import Response, current_app, jsonify, request, url_for
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from app.api.idempotency import IDEMPOTENCY_DOC, first_answer, idempotent, replayed
+from app.api.rendering import compiled
 from app.api.schemas import MAX_MONEY, Money, PageArgsSchema, StrictSchema, page_body, page_of
 from app.api.security import authenticated, current_actor, subject_or_address
 from app.api.users import AddressSchema
 from app.domain.errors import ValidationFailed
-from app.domain.orders import ORDER_STATUSES, Order, OrderStatusChange
+from app.domain.orders import ORDER_STATUSES, Order, OrderStatusChange, OrderView
 from app.domain.payments import CREDIT_CARD, PAYMENT_METHODS
 from app.extensions import limiter
 from app.observability import ORDERS_PLACED
@@ -192,6 +193,10 @@ class OrderHistorySchema(ma.Schema):
     items = ma.fields.List(ma.fields.Nested(StatusChangeSchema), required=True)
 
 
+# GET /orders/{id} renders with OrderSchema compiled once (app/api/rendering.py).
+ORDER_BODY = compiled(OrderSchema())
+
+
 # ---- helpers ------------------------------------------------------------------------------------
 
 
@@ -213,7 +218,7 @@ def _if_match_versions() -> list[int] | None:
 ORDER_SCHEMA = OrderSchema()
 
 
-def _etag(order: Order) -> str:
+def _etag(order: Order | OrderView) -> str:
     return f'"{order.version}"'
 
 
@@ -321,10 +326,10 @@ class OrderById(MethodView):
         200, OrderSchema, headers={"ETag": {"schema": {"type": "string"}, "description": '"<version>"'}}
     )
     @blp.alt_response(404, response="NOT_FOUND", description="No such order, another user's, or deleted")
-    def get(self, order_id: uuid.UUID) -> tuple[Order, dict[str, str]]:
+    def get(self, order_id: uuid.UUID) -> tuple[Response, dict[str, str]]:
         """View an order (its owner or an admin), with its ETag."""
         order = service.get_order(current_actor(), order_id)
-        return order, {"ETag": _etag(order)}
+        return jsonify(ORDER_BODY(order)), {"ETag": _etag(order)}
 
     @authenticated
     @blp.arguments(OrderStatusUpdateSchema)

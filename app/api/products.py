@@ -7,13 +7,14 @@ from decimal import Decimal
 from typing import Any
 
 import marshmallow as ma
-from flask import current_app, url_for
+from flask import Response, current_app, jsonify, url_for
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
+from app.api.rendering import compiled
 from app.api.schemas import MAX_MONEY, Money, PageArgsSchema, StrictSchema, page_body, page_of
 from app.api.security import admin_only, current_actor, public
-from app.domain.catalogue import ADMIN_MOVEMENT_REASONS, Product, StockMovement
+from app.domain.catalogue import ADMIN_MOVEMENT_REASONS, Product, ProductView, StockMovement
 from app.services import catalogue as service
 from app.services.catalogue import MAX_STOCK
 
@@ -74,7 +75,7 @@ class ProductSchema(ma.Schema):
         metadata={"description": "At or below this stock the admins are alerted (0: never)"},
     )
 
-    def _currency(self, _: Product) -> str:
+    def _currency(self, _: Product | ProductView) -> str:
         return str(current_app.config["CURRENCY"])
 
 
@@ -135,6 +136,8 @@ class StockMovementSchema(ma.Schema):
 
 
 _LOCATION = {"Location": {"schema": {"type": "string"}}}
+# GET /products/{id} renders with ProductSchema compiled once (app/api/rendering.py).
+PRODUCT_BODY = compiled(ProductSchema())
 
 
 @blp.route("/products")
@@ -167,9 +170,9 @@ class Products(MethodView):
 class ProductById(MethodView):
     @public
     @blp.response(200, ProductSchema)
-    def get(self, product_id: uuid.UUID) -> Product:
+    def get(self, product_id: uuid.UUID) -> Response:
         """View a product with its current price and stock."""
-        return service.get_product(product_id)
+        return jsonify(PRODUCT_BODY(service.get_product(product_id)))
 
     @admin_only
     @blp.arguments(ProductUpdateSchema)

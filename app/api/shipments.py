@@ -85,6 +85,11 @@ class ShipmentSchema(ma.Schema):
     deliveredAt = ma.fields.DateTime(attribute="delivered_at", allow_none=True, required=True)
 
 
+# One instance for every request (the answer stored under an Idempotency-Key): building a schema
+# copies its fields, per process work.
+SHIPMENT_SCHEMA = ShipmentSchema()
+
+
 class ShipmentListSchema(ma.Schema):
     items = ma.fields.List(ma.fields.Nested(ShipmentSchema), required=True)
 
@@ -132,7 +137,7 @@ class OrderShipments(MethodView):
         """Ship units of a paid order (admin; without items, every unit not shipped yet)."""
         actor = current_actor()
         idempotency: Idempotent[Shipment] | None = idempotent(
-            actor, ShipmentSchema(), 201, resource_id=lambda shipment: shipment.id
+            actor, SHIPMENT_SCHEMA, 201, resource_id=lambda shipment: shipment.id
         )
         items = data.get("items")
         result = service.create_shipment(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
@@ -44,6 +45,18 @@ class Product(Base):
     low_stock_threshold: Mapped[int] = mapped_column(Integer, default=5, server_default="5")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+
+
+@dataclass(frozen=True, slots=True)
+class ProductView:
+    """A product as it is read (``GET /products/{id}``): plain values from its row, no session."""
+
+    id: uuid.UUID
+    name: str
+    description: str
+    price: Decimal
+    stock: int
+    low_stock_threshold: int
 
 
 class StockMovement(Base):

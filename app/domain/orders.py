@@ -8,12 +8,12 @@ cart into an order (``Order.place_from``).
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import (
     CheckConstraint,
@@ -281,7 +281,7 @@ class Order(Base):
 
     @property
     def units_shipped(self) -> int:
-        return sum(item.quantity_shipped or 0 for item in self.items)
+        return units_shipped(self.items)
 
     def remaining_to_ship(self) -> dict[uuid.UUID, int]:
         """Units of each product not shipped yet (0 for a fully shipped line)."""
@@ -289,16 +289,7 @@ class Order(Base):
 
     @property
     def fulfillment_status(self) -> str:
-        """UNFULFILLED, PARTIALLY_SHIPPED, SHIPPED (every unit shipped) or DELIVERED (every shipment
-        delivered). Orders shipped before shipments existed follow their status."""
-        if self.status in (SHIPPED, DELIVERED):
-            return str(self.status)
-        shipped = self.units_shipped
-        if shipped == 0:
-            return FulfillmentStatus.UNFULFILLED
-        if all((item.quantity_shipped or 0) >= item.quantity for item in self.items):
-            return FulfillmentStatus.SHIPPED
-        return FulfillmentStatus.PARTIALLY_SHIPPED
+        return fulfillment_status(self.status, self.items)
 
     @property
     def allowed_transitions(self) -> list[str] | None:
@@ -319,6 +310,29 @@ class FulfillmentStatus(StrEnum):
 
 
 FULFILLMENT_STATUSES = tuple(FulfillmentStatus)
+
+
+class ShippableLine(Protocol):
+    @property
+    def quantity(self) -> int: ...
+    @property
+    def quantity_shipped(self) -> int | None: ...
+
+
+def units_shipped(lines: Iterable[ShippableLine]) -> int:
+    return sum(line.quantity_shipped or 0 for line in lines)
+
+
+def fulfillment_status(status: str, lines: Sequence[ShippableLine]) -> str:
+    """UNFULFILLED, PARTIALLY_SHIPPED, SHIPPED (every unit shipped) or DELIVERED (every shipment
+    delivered). Orders shipped before shipments existed follow their status."""
+    if status in (SHIPPED, DELIVERED):
+        return str(status)
+    if units_shipped(lines) == 0:
+        return FulfillmentStatus.UNFULFILLED
+    if all((line.quantity_shipped or 0) >= line.quantity for line in lines):
+        return FulfillmentStatus.SHIPPED
+    return FulfillmentStatus.PARTIALLY_SHIPPED
 
 
 class OrderItem(Base):
@@ -396,19 +410,101 @@ class Cancellation:
     movements: list[StockMovement] = field(default_factory=list)
 
 
+# ---- reading an order ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class OrderLineView:
+    product_id: uuid.UUID
+    product_name: str
+    quantity: int
+    unit_price: Decimal
+    line_total: Decimal
+    quantity_shipped: int
+    quantity_returned: int
+
+
+@dataclass(frozen=True, slots=True)
+class OrderPaymentView:
+    id: uuid.UUID
+    status: str
+    method: str
+    amount: Decimal
+
+
+@dataclass(slots=True)
+class OrderView:
+    """An order as it is read (``GET /orders/{id}``): plain values from its rows, outside any
+    session. The rules that decide what the entity shows decide it here too (``visible_order``,
+    ``fulfillment_status``, ``allowed_transitions``)."""
+
+    id: uuid.UUID
+    user_id: uuid.UUID
+    status: str
+    order_date: datetime
+    total_amount: Decimal
+    currency: str
+    version: int
+    cancel_reason: str | None
+    deleted_at: datetime | None
+    payment_due_by: datetime | None
+    shipping_address: dict[str, Any] | None
+    items: list[OrderLineView]
+    payment: OrderPaymentView | None
+    allowed_transitions: list[str] | None = None
+
+    @property
+    def units_shipped(self) -> int:
+        return units_shipped(self.items)
+
+    @property
+    def fulfillment_status(self) -> str:
+        return fulfillment_status(self.status, self.items)
+
+    def view_for(self, actor: Actor) -> OrderView:
+        """Remember which statuses this caller may ``PUT`` now (``allowedTransitions``)."""
+        self.allowed_transitions = allowed_transitions(self, actor)
+        return self
+
+
+class OrderFacts(Protocol):
+    """What the transition rules read of an order: the entity and its read model alike."""
+
+    @property
+    def status(self) -> str: ...
+    @property
+    def user_id(self) -> uuid.UUID: ...
+    @property
+    def payment(self) -> PaymentFacts | None: ...
+    @property
+    def units_shipped(self) -> int: ...
+
+
+class PaymentFacts(Protocol):
+    @property
+    def status(self) -> str: ...
+
+
+class Visible(Protocol):
+    @property
+    def user_id(self) -> uuid.UUID: ...
+    @property
+    def deleted_at(self) -> datetime | None: ...
+
+
 # ---- the status transitions -------------------------------------------------------------------
 
-Guard = Callable[[Order], str | None]
+Guard = Callable[[OrderFacts], str | None]
 
 
-def _payment_completed(order: Order) -> str | None:
+def _payment_completed(order: OrderFacts) -> str | None:
     # A partly refunded payment was completed first: the rest of the order may still ship.
     if order.payment is None or order.payment.status not in (pay.COMPLETED, pay.PARTIALLY_REFUNDED):
         return "An order can only be shipped once its payment is COMPLETED"
     return None
 
 
-def _nothing_shipped(order: Order) -> str | None:
+def _nothing_shipped(order: OrderFacts) -> str | None:
     if order.units_shipped:
         return "Part of the order has shipped: units have left, it cannot be cancelled"
     return None
@@ -428,7 +524,7 @@ TRANSITIONS: dict[tuple[str, str], Transition] = {
 }
 
 
-def roles_of(actor: Actor, order: Order) -> frozenset[str]:
+def roles_of(actor: Actor, order: OrderFacts) -> frozenset[str]:
     roles = set()
     if actor.is_admin:
         roles.add(ROLE_ADMIN)
@@ -467,7 +563,7 @@ def plan_transition(order: Order, target: str, actor: Actor) -> bool:
     return True
 
 
-def allowed_transitions(order: Order, actor: Actor) -> list[str]:
+def allowed_transitions(order: OrderFacts, actor: Actor) -> list[str]:
     """The statuses other than the current one that this actor may ``PUT`` now (SPEC §5.1)."""
     roles = roles_of(actor, order)
     allowed = []
@@ -481,7 +577,10 @@ def allowed_transitions(order: Order, actor: Actor) -> list[str]:
     return allowed
 
 
-def visible_order(actor: Actor, order: Order | None) -> Order:
+V = TypeVar("V", bound=Visible)
+
+
+def visible_order(actor: Actor, order: V | None) -> V:
     """Owner or staff; a soft-deleted order is hidden from its owner (kept for admins and the books).
 
     ``NotFound`` otherwise: another user's order is never revealed.

@@ -7,11 +7,12 @@ from collections.abc import Iterable, Sequence
 
 from sqlalchemy import any_, bindparam, func, inspect, select, text
 from sqlalchemy.dialects.postgresql import ARRAY, UUID
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from app.domain.base import utcnow
-from app.domain.catalogue import Product, StockMovement
+from app.domain.catalogue import Product, ProductView, StockMovement
 from app.repositories.queries import like_escaped, page_of
 from app.repositories.rows import insert_rows
 
@@ -30,6 +31,26 @@ _LOCK_MANY = (
     .with_for_update()
     .execution_options(populate_existing=True)
 )
+_products = Product.__table__.c
+_PRODUCT_VIEW = select(
+    _products.id,
+    _products.name,
+    _products.description,
+    _products.price,
+    _products.stock,
+    _products.low_stock_threshold,
+).where(_products.id == bindparam("product_id"))
+
+
+class ProductReads:
+    """Products as they are read: a Core row straight into ``ProductView``, no session."""
+
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+
+    def get(self, product_id: uuid.UUID) -> ProductView | None:
+        row = self.connection.execute(_PRODUCT_VIEW, {"product_id": product_id}).first()
+        return None if row is None else ProductView(*row)
 
 
 class ProductRepository:

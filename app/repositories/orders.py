@@ -8,9 +8,19 @@ from typing import Any
 
 from sqlalchemy import DateTime, and_, bindparam, delete, func, select, text, update
 from sqlalchemy.dialects.postgresql import UUID
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session, joinedload, selectinload
 
-from app.domain.orders import IdempotencyKey, Order, OrderStatusChange, Placement
+from app.domain.orders import (
+    IdempotencyKey,
+    Order,
+    OrderItem,
+    OrderLineView,
+    OrderPaymentView,
+    OrderStatusChange,
+    OrderView,
+    Placement,
+)
 from app.domain.payments import Payment
 from app.repositories.rows import insert_rows, table_of
 
@@ -139,6 +149,91 @@ class OrderRepository:
         orders = list(self.session.scalars(stmt))
         self.seen.extend(orders)
         return orders, int(total)
+
+
+_orders, _items, _payments = Order.__table__.c, OrderItem.__table__.c, Payment.__table__.c
+# The order, its payment and its lines in one statement (one row per line), only the columns a
+# reader is shown or the rules read.
+_ORDER_VIEW = (
+    select(
+        _orders.id,
+        _orders.user_id,
+        _orders.status,
+        _orders.order_date,
+        _orders.total_amount,
+        _orders.currency,
+        _orders.version,
+        _orders.cancel_reason,
+        _orders.deleted_at,
+        _orders.payment_due_by,
+        _orders.shipping_address,
+        _payments.id.label("payment_id"),
+        _payments.status.label("payment_status"),
+        _payments.method.label("payment_method"),
+        _payments.amount.label("payment_amount"),
+        _items.product_id,
+        _items.product_name,
+        _items.quantity,
+        _items.unit_price,
+        _items.line_total,
+        _items.quantity_shipped,
+        _items.quantity_returned,
+    )
+    .select_from(
+        Order.__table__.outerjoin(Payment.__table__, _payments.order_id == _orders.id).outerjoin(
+            OrderItem.__table__, _items.order_id == _orders.id
+        )
+    )
+    .where(_orders.id == bindparam("order_id"))
+    .order_by(_items.product_id)
+)
+
+
+class OrderReads:
+    """Orders as they are read: Core rows straight into ``OrderView``, no session, no identity map
+    (the ORM's loading was most of a ``GET /orders/{id}``'s own CPU: docs/bench/README.md)."""
+
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+
+    def get(self, order_id: uuid.UUID) -> OrderView | None:
+        """The order with its lines and payment: one statement, whatever the size."""
+        rows = self.connection.execute(_ORDER_VIEW, {"order_id": order_id}).all()
+        if not rows:
+            return None
+        order = rows[0]
+        payment = None
+        if order.payment_id is not None:
+            payment = OrderPaymentView(
+                order.payment_id, order.payment_status, order.payment_method, order.payment_amount
+            )
+        return OrderView(
+            id=order.id,
+            user_id=order.user_id,
+            status=order.status,
+            order_date=order.order_date,
+            total_amount=order.total_amount,
+            currency=order.currency,
+            version=order.version,
+            cancel_reason=order.cancel_reason,
+            deleted_at=order.deleted_at,
+            payment_due_by=order.payment_due_by,
+            shipping_address=order.shipping_address,
+            items=[
+                OrderLineView(
+                    line.product_id,
+                    line.product_name,
+                    line.quantity,
+                    line.unit_price,
+                    line.line_total,
+                    line.quantity_shipped,
+                    line.quantity_returned,
+                )
+                for line in rows
+                if line.product_id is not None
+            ],
+            payment=payment,
+        )
 
 
 # SQLAlchemy cannot cache the compiled form of a PostgreSQL ``INSERT … ON CONFLICT`` construct

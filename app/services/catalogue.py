@@ -14,12 +14,13 @@ from app.domain.catalogue import (
     ADMIN_MOVEMENT_REASONS,
     REASON_RESTOCK,
     Product,
+    ProductView,
     StockMovement,
     StockWouldGoNegative,
     change_stock,
 )
 from app.domain.errors import Conflict, InsufficientStock, NotFound, ValidationFailed
-from app.services.unit_of_work import ReadOnlyUnitOfWork, UnitOfWork
+from app.services.unit_of_work import ReadOnlyUnitOfWork, Reads, UnitOfWork
 
 # What an admin may bring the stock of one product up to (restocks and creation alike).
 MAX_STOCK = 1_000_000
@@ -29,9 +30,9 @@ DEFAULT_LOW_STOCK_THRESHOLD = 5
 EDITABLE_FIELDS = frozenset({"name", "description", "price", "low_stock_threshold"})
 
 
-def get_product(product_id: uuid.UUID) -> Product:
-    with ReadOnlyUnitOfWork() as uow:
-        product = uow.products.get(product_id)
+def get_product(product_id: uuid.UUID) -> ProductView:
+    with Reads() as reads:
+        product = reads.products.get(product_id)
     if product is None:
         raise NotFound("The product was not found")
     return product

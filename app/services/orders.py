@@ -32,6 +32,7 @@ from app.domain.orders import (
     SHIPPED,
     Order,
     OrderStatusChange,
+    OrderView,
     authorize_transition,
     cancel_reason_for,
     plan_transition,
@@ -41,7 +42,7 @@ from app.log import get_logger
 from app.services import features
 from app.services.cancellation import apply_cancellation, with_request_id
 from app.services.idempotency import Claim, Idempotent, Replay, run_idempotently
-from app.services.unit_of_work import ReadOnlyUnitOfWork, UnitOfWork, run_in_transaction
+from app.services.unit_of_work import ReadOnlyUnitOfWork, Reads, UnitOfWork, run_in_transaction
 
 log = get_logger(__name__)
 
@@ -143,11 +144,12 @@ def _checkout(actor: Actor, request: CheckoutRequest, *, currency: str, claim: C
 # ---- reading orders -----------------------------------------------------------------------------
 
 
-def get_order(actor: Actor, order_id: uuid.UUID) -> Order:
-    """The order with its items and payment (a fixed number of statements, however many lines);
-    its statements run without a transaction."""
-    with ReadOnlyUnitOfWork() as uow:
-        return visible_order(actor, uow.orders.get(order_id)).view_for(actor)
+def get_order(actor: Actor, order_id: uuid.UUID) -> OrderView:
+    """The order with its items and payment as its owner or an admin reads it (one statement,
+    however many lines, without a transaction or a session)."""
+    with Reads() as reads:
+        order = reads.orders.get(order_id)
+    return visible_order(actor, order).view_for(actor)
 
 
 def list_orders(

@@ -11,6 +11,9 @@ fails nothing is lost: the beat relay picks them up.
 BEGIN/ROLLBACK round trips; under READ COMMITTED every statement takes its own snapshot anyway).
 ``StatementUnitOfWork`` is the same for a change that one statement makes whole.
 
+``Reads`` is for the hot reads (``GET /orders/{id}``, ``GET /products/{id}``): Core rows straight
+into read models on one pooled connection in autocommit mode, no Session and no identity map.
+
 ``run_in_transaction`` runs a whole unit of work again when Postgres reports contention: the one
 place where transactions are retried.
 """
@@ -24,7 +27,7 @@ from functools import cached_property
 from types import TracebackType
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
@@ -38,11 +41,11 @@ from app.log import current_request_id, get_logger
 from app.repositories.accounts import AccountTokenRepository
 from app.repositories.audit import AuditRepository
 from app.repositories.carts import CartRepository
-from app.repositories.catalogue import ProductRepository, StockLedgerRepository
+from app.repositories.catalogue import ProductReads, ProductRepository, StockLedgerRepository
 from app.repositories.features import FeatureRepository
 from app.repositories.fulfilment import ReturnRepository, ShipmentRepository
 from app.repositories.notifications import NotificationRepository
-from app.repositories.orders import IdempotencyRepository, OrderRepository
+from app.repositories.orders import IdempotencyRepository, OrderReads, OrderRepository
 from app.repositories.outbox import OutboxRepository
 from app.repositories.payments import PaymentRepository
 from app.repositories.reconciliation import ReconciliationRepository
@@ -58,17 +61,23 @@ T = TypeVar("T")
 SessionFactory = Callable[[], Session]
 
 
+def default_engine() -> Engine:
+    """The application's engine (Flask-SQLAlchemy's)."""
+    return db.engine
+
+
 def default_session() -> Session:
     """The application's session (Flask-SQLAlchemy's, scoped to the app context)."""
     return db.session()
 
 
 @contextmanager
-def autocommit_connection() -> Iterator[Connection]:
-    """A pooled Core connection in autocommit mode, without a Session: for the one statement of
-    the per-request token check, which paid the Session's begin/rollback machinery around it (a
-    third of the check's CPU, docs/bench). Back to the pool (isolation level reset) at the end."""
-    with db.engine.connect() as connection:
+def autocommit_connection(engine_factory: Callable[[], Engine] = default_engine) -> Iterator[Connection]:
+    """A pooled Core connection in autocommit mode, without a Session (under READ COMMITTED each
+    statement takes its own snapshot anyway): for the per-request token check, which paid the
+    Session's begin/rollback machinery around its one statement (a third of the check's CPU,
+    docs/bench), and for ``Reads``. Back to the pool (isolation level reset) at the end."""
+    with engine_factory().connect() as connection:
         connection.execution_options(isolation_level="AUTOCOMMIT")
         yield connection
 
@@ -321,6 +330,39 @@ class StatementUnitOfWork(_Repositories):
                 self.session.commit()
             else:
                 self.session.rollback()
+
+
+class Reads:
+    """Reads that write nothing, on a Core connection: rows become read models (``OrderView``,
+    ``ProductView``) without a Session, an identity map or ORM loading, and the statements run in
+    autocommit mode (no BEGIN/ROLLBACK round trips: under READ COMMITTED each statement takes its
+    own snapshot anyway). The connection goes back to the pool when the block ends."""
+
+    connection: Connection
+
+    def __init__(self, engine_factory: Callable[[], Engine] = default_engine) -> None:
+        self._engine_factory = engine_factory
+
+    def __enter__(self) -> Reads:
+        self._scope = autocommit_connection(self._engine_factory)
+        self.connection = self._scope.__enter__()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._scope.__exit__(exc_type, exc, tb)  # back to the pool, with its isolation level reset
+
+    @cached_property
+    def orders(self) -> OrderReads:
+        return OrderReads(self.connection)
+
+    @cached_property
+    def products(self) -> ProductReads:
+        return ProductReads(self.connection)
 
 
 # ---- retries on contention ------------------------------------------------------------------------
