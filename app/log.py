@@ -96,6 +96,10 @@ def configure_logging(level: str = "INFO") -> None:
     logging.getLogger().setLevel(numeric)
     # Werkzeug's own access lines duplicate ours.
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    # stripe-python logs every request and response at INFO (four lines per payment in the worker,
+    # each through the JSON handler: a visible share of its CPU, docs/bench); our own lines name
+    # the gateway call already. Its warnings and errors still show.
+    logging.getLogger("stripe").setLevel(max(numeric, logging.WARNING))
 
 
 def get_logger(name: str | None = None) -> Any:
