@@ -82,14 +82,18 @@ def first_answer(location_endpoint: str, **location_args: Any) -> Response | Non
     stored: StoredResponse | None = g.pop("_idempotent_answer", None)
     if stored is None:
         return None
-    response = Response(json.dumps(stored.body), status=stored.status, mimetype="application/json")
-    response.headers["Location"] = url_for(location_endpoint, **location_args)
-    return response
+    return _stored_answer(stored, location_endpoint, location_args)
 
 
 def replayed(stored: StoredResponse, location_endpoint: str, **location_args: Any) -> Response:
     """The first answer again, as it was sent, marked as a replay; ``Location`` names the resource."""
+    response = _stored_answer(stored, location_endpoint, location_args)
+    response.headers["Idempotent-Replayed"] = "true"
+    return response
+
+
+def _stored_answer(stored: StoredResponse, location_endpoint: str, location_args: dict[str, Any]) -> Response:
+    """A stored answer sent as it was stored, with ``Location`` naming the resource."""
     response = Response(json.dumps(stored.body), status=stored.status, mimetype="application/json")
     response.headers["Location"] = url_for(location_endpoint, **location_args)
-    response.headers["Idempotent-Replayed"] = "true"
     return response
